@@ -1,0 +1,94 @@
+"""Connect to a Catalyst server (a child process over stdio, or a URL) and run the agent once."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+
+from mcp import Client
+
+from catalyst_mcp.agent.client import ToolCallError, ToolClient, describe_exception, stdio_params
+from catalyst_mcp.agent.loop import Reporter, heartbeat, run_cycle
+from catalyst_mcp.agent.policy import Policy, RulesPolicy
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+
+
+async def run_agent(
+    *,
+    url: str | None,
+    extra_env: Mapping[str, str],
+    agent_id: str,
+    market: str,
+    mode: str,
+    force: bool,
+    reporter: Reporter,
+    policy: Policy | None = None,
+    protocol: str = "auto",
+    call_timeout: float | None = 60.0,
+) -> int:
+    """Run one cycle (or a heartbeat with `mode="heartbeat"`) and return the exit code.
+
+    0: the cycle completed, the market was closed, or the heartbeat answered; 1: the cycle failed
+    or the connection broke during the run; 2: the server could not be reached. Every failure
+    prints one line on stderr. `protocol` is `mcp.Client`'s `mode`: "auto", "legacy"
+    (2025-11-25) or a modern protocol version. A call unanswered after `call_timeout` seconds
+    fails that step (the server keeps approvals and orders idempotent).
+    """
+    where = url or "the catalyst-mcp server (stdio)"
+    connected = False
+    try:
+        async with Client(
+            url if url else stdio_params(extra_env), mode=protocol, read_timeout_seconds=call_timeout
+        ) as session:
+            connected = True
+            return await _run(
+                ToolClient(session),
+                agent_id=agent_id,
+                market=market,
+                mode=mode,
+                force=force,
+                reporter=reporter,
+                policy=policy if policy is not None else RulesPolicy(),
+            )
+    except Exception as exc:  # top of the run: transports raise many kinds, often grouped
+        logger.debug("agent run against %s failed", where, exc_info=True)
+        if not connected:
+            _fail(f"cannot reach {where}: {describe_exception(exc)}")
+            return EXIT_UNREACHABLE
+        _fail(f"run against {where} failed: {describe_exception(exc)}")
+        return EXIT_FAILED
+
+
+async def _run(
+    client: ToolClient,
+    *,
+    agent_id: str,
+    market: str,
+    mode: str,
+    force: bool,
+    reporter: Reporter,
+    policy: Policy,
+) -> int:
+    if mode == "heartbeat":
+        try:
+            await heartbeat(client, reporter)
+        except ToolCallError as exc:
+            _fail(str(exc))
+            return EXIT_FAILED
+        return EXIT_OK
+    outcome = await run_cycle(
+        client, agent_id=agent_id, market=market, mode=mode, force=force, policy=policy, reporter=reporter
+    )
+    if outcome.failure is not None:
+        _fail(f"cycle {outcome.cycle_id or '(not started)'} failed: {outcome.failure}")
+    return outcome.exit_code
+
+
+def _fail(message: str) -> None:
+    print(f"catalyst-mcp agent: {message}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Broker adapters: the simulated exchange (the default) and real brokers."""

@@ -1,0 +1,90 @@
+"""One typed Settings object, read once at start-up.
+
+Precedence: command-line option > environment (``CATALYST_…``, nested with ``__``) > config file > defaults.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from catalyst_mcp.domain.enums import BrokerKind, BrokerMode, Market
+from catalyst_mcp.domain.errors import OperatorNeeded
+
+Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class RiskLimits(BaseModel):
+    """Pre-trade limits. ``version`` is recorded with every decision made under them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str = "2026.11-1"
+    max_position_value: Money = Decimal("25000")
+    max_open_positions: int = Field(default=10, ge=0)
+    max_order_shares: Decimal = Field(default=Decimal("10000"), gt=0, allow_inf_nan=False)
+    require_stop_loss: bool = True
+    allow_short: bool = False
+    approval_ttl_seconds: int = Field(default=60, ge=1, le=3600)
+
+
+class SyncSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outage_share: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
+    outage_min_positions: int = Field(default=3, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    database_url: SecretStr | None = None
+    data_dir: Path | None = None
+    market: Market = Market.US
+    broker: BrokerKind = BrokerKind.SIM
+    broker_mode: BrokerMode = BrokerMode.PAPER
+    allow_live: bool = False
+    agent_id: str = Field(default="catalyst_agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sim_seed: int = 7
+    sim_starting_cash: Money = Decimal("100000")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    abandon_after_seconds: int = Field(default=900, ge=10)
+    risk: RiskLimits = RiskLimits()
+    sync: SyncSettings = SyncSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _market_any_case(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("market"), str):
+            data = {**data, "market": data["market"].upper()}
+        return data
+
+    @model_validator(mode="after")
+    def _live_needs_double_opt_in(self) -> Settings:
+        if self.broker_mode is BrokerMode.LIVE and not self.allow_live:
+            raise ValueError("live trading needs both CATALYST_BROKER_MODE=live and CATALYST_ALLOW_LIVE=yes")
+        return self
+
+
+def _describe(error: Any) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    name = "CATALYST_" + "__".join(loc).upper() if loc else "settings"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"invalid setting {name}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment plus explicit overrides (command-line options).
+
+    Raises OperatorNeeded with one line naming the offending setting.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise OperatorNeeded(_describe(exc.errors()[0])) from None

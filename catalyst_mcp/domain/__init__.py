@@ -1,0 +1,1 @@
+"""Value types, the cycle/phase state machine and the error taxonomy. No I/O."""

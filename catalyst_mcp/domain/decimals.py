@@ -1,0 +1,18 @@
+"""Decimal helpers shared by the edges."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, Decimal
+
+
+def plain(value: Decimal) -> str:
+    """A decimal in plain notation without trailing zeros: ``100``, ``190.12``, never ``1E+2``."""
+    if not value.is_finite():
+        raise ValueError(f"not a finite decimal: {value}")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def floor_to(value: Decimal, step: Decimal) -> Decimal:
+    """The largest multiple of ``step`` not above ``value`` (for positive values)."""
+    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step

@@ -1,0 +1,110 @@
+"""Frozen value types of the trading core. Money and quantities are Decimal, times are aware."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from catalyst_mcp.domain.enums import OrderStatus, OrderType, PositionSide, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    last: Decimal
+    bid_size: Decimal
+    ask_size: Decimal
+    at: datetime
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    symbol: str
+    price: Decimal
+    change_pct: Decimal
+    volume: Decimal
+    relative_volume: Decimal
+    score: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What check_risk approves and execute_trade sends, unchanged."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    limit_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    fill_id: str
+    broker_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    broker_order_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    order_type: OrderType
+    limit_price: Decimal | None
+    status: OrderStatus
+    filled_quantity: Decimal
+    avg_fill_price: Decimal | None
+    submitted_at: datetime
+    fills: tuple[Fill, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    """A broker's view of a holding: quantity is signed (negative = short)."""
+
+    symbol: str
+    quantity: Decimal
+    avg_entry_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    cash: Decimal
+    equity: Decimal
+    buying_power: Decimal
+    currency: str
+    last_equity: Decimal | None = None  # equity at the previous close, for the day's P&L
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position in the book: a side and a positive quantity."""
+
+    position_id: int
+    symbol: str
+    side: PositionSide
+    quantity: Decimal
+    avg_entry_price: Decimal
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    opened_at: datetime
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is PositionSide.LONG else -self.quantity

@@ -1,0 +1,1 @@
+"""Reconciliation of the book against a broker snapshot. Pure."""

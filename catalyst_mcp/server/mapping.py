@@ -1,0 +1,199 @@
+"""From service results to tool result models."""
+
+from __future__ import annotations
+
+from catalyst_mcp.domain.enums import BrokerMode, OrderStatus
+from catalyst_mcp.domain.models import Candidate, Position, Quote
+from catalyst_mcp.reconcile.diff import ChangeKind
+from catalyst_mcp.server import models as m
+from catalyst_mcp.services.approval import RiskResult
+from catalyst_mcp.services.cycles import StartResult
+from catalyst_mcp.services.execution import ExecutionResult
+from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, mark
+from catalyst_mcp.services.sync import SyncResult
+from catalyst_mcp.services.workflow import CycleView, StatusView
+
+
+def sync_out(result: SyncResult) -> m.SyncOut:
+    plan = result.plan
+    return m.SyncOut(
+        phantoms_closed=[c.symbol for c in plan.of(ChangeKind.PHANTOM)],
+        missing_added=[c.symbol for c in plan.of(ChangeKind.MISSING)],
+        quantity_updated=[
+            m.QuantityChange(symbol=c.symbol, from_=c.book_quantity, to=c.broker_quantity)
+            for c in plan.of(ChangeKind.QUANTITY)
+        ],
+        changes_made=result.applied and not plan.is_empty,
+        sync_id=result.sync_id,
+        dry_run=result.dry_run,
+        refused=result.refused,
+        details=list(result.details),
+    )
+
+
+def start_out(result: StartResult, broker_mode: BrokerMode) -> m.StartCycleOut:
+    return m.StartCycleOut(
+        cycle_id=result.cycle_id,
+        market_open=result.market_open,
+        trading_state=result.trading_state,
+        broker_mode=broker_mode,
+        sync=None if result.sync is None else sync_out(result.sync),
+        directives=list(result.directives),
+    )
+
+
+def position_out(marked: MarkedPosition) -> m.PositionOut:
+    p = marked.position
+    return m.PositionOut(
+        symbol=p.symbol,
+        side=p.side,
+        quantity=p.quantity,
+        avg_entry_price=p.avg_entry_price,
+        market_price=marked.market_price,
+        market_value=marked.market_value,
+        unrealized_pnl=marked.unrealized_pnl,
+        unrealized_pnl_pct=marked.unrealized_pnl_pct,
+        stop_loss=p.stop_loss,
+        take_profit=p.take_profit,
+        opened_at=p.opened_at,
+    )
+
+
+def portfolio_out(portfolio: Portfolio) -> m.PortfolioOut:
+    a = portfolio.account
+    return m.PortfolioOut(
+        account=m.AccountOut(
+            cash=a.cash,
+            equity=a.equity,
+            buying_power=a.buying_power,
+            day_pnl=portfolio.day_pnl,
+            currency=a.currency,
+        ),
+        positions=[position_out(p) for p in portfolio.positions],
+    )
+
+
+def candidate_out(c: Candidate) -> m.CandidateOut:
+    return m.CandidateOut(
+        symbol=c.symbol,
+        price=c.price,
+        change_pct=c.change_pct,
+        volume=c.volume,
+        relative_volume=c.relative_volume,
+        score=c.score,
+    )
+
+
+def quote_out(symbol: str, quote: Quote | None) -> m.QuoteOut:
+    if quote is None:
+        return m.QuoteOut(
+            symbol=symbol,
+            bid=None,
+            ask=None,
+            last=None,
+            bid_size=None,
+            ask_size=None,
+            at=None,
+            reason=f"{symbol} is not a known symbol in this market",
+        )
+    return m.QuoteOut(
+        symbol=quote.symbol,
+        bid=quote.bid,
+        ask=quote.ask,
+        last=quote.last,
+        bid_size=quote.bid_size,
+        ask_size=quote.ask_size,
+        at=quote.at,
+        reason=None,
+    )
+
+
+def risk_out(result: RiskResult) -> m.RiskOut:
+    i, d = result.intent, result.decision
+    return m.RiskOut(
+        approved=d.approved,
+        approval_id=None if result.approval_id is None else str(result.approval_id),
+        expires_at=result.expires_at,
+        intent=m.IntentOut(
+            symbol=i.symbol,
+            side=i.side,
+            quantity=i.quantity,
+            order_type=i.order_type,
+            limit_price=i.limit_price,
+            stop_loss=i.stop_loss,
+            take_profit=i.take_profit,
+        ),
+        checks=[
+            m.CheckOut(rule=c.rule, passed=c.passed, limit=c.limit, actual=c.actual, message=c.message)
+            for c in d.checks
+        ],
+        reasons=list(d.reasons),
+        suggested_quantity=d.suggested_quantity,
+        limits_version=result.limits_version,
+    )
+
+
+def execute_out(result: ExecutionResult, position: Position | None, quote: Quote | None) -> m.ExecuteOut:
+    intent, order = result.approval.intent, result.order
+    if order is None:
+        return m.ExecuteOut(
+            status=OrderStatus.REJECTED,
+            order_id=None,
+            client_order_id=None,
+            broker_order_id=None,
+            symbol=intent.symbol,
+            side=intent.side,
+            quantity=intent.quantity,
+            filled_quantity=0,
+            avg_fill_price=None,
+            position=None,
+            replayed=False,
+            reason=result.reason,
+        )
+    return m.ExecuteOut(
+        status=order.status,
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        broker_order_id=order.broker_order_id,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        filled_quantity=order.filled_quantity,
+        avg_fill_price=order.avg_fill_price,
+        position=None if position is None else position_out(mark(position, quote)),
+        replayed=result.replayed,
+        reason=order.reject_reason,
+    )
+
+
+def cycle_out(view: CycleView) -> m.CycleStatusOut:
+    return m.CycleStatusOut(
+        cycle_id=view.cycle_id,
+        agent_id=view.agent_id,
+        market=view.market,
+        mode=view.mode,
+        status=view.status,
+        current_phase=view.current_phase,
+        started_at=view.started_at,
+        updated_at=view.updated_at,
+        phases=[
+            m.PhaseOut(
+                name=p.name,
+                status=p.status,
+                started_at=p.started_at,
+                completed_at=p.completed_at,
+                duration_ms=p.duration_ms,
+                detail=p.detail,
+            )
+            for p in view.phases
+        ],
+        progress=view.progress,
+    )
+
+
+def status_out(view: StatusView) -> m.WorkflowStatusOut:
+    return m.WorkflowStatusOut(
+        broker_mode=view.broker_mode,
+        trading_state=view.trading_state,
+        cycles=[cycle_out(c) for c in view.cycles],
+    )

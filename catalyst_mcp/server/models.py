@@ -1,0 +1,192 @@
+"""Tool results as pydantic models: they become the tools' output schemas.
+
+Money and quantities leave as plain decimal strings, timestamps as ISO-8601 UTC with offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from catalyst_mcp.domain.decimals import plain
+from catalyst_mcp.domain.enums import (
+    BrokerMode,
+    CycleMode,
+    CycleState,
+    Market,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    Side,
+    TradingState,
+)
+from catalyst_mcp.domain.phases import Phase, PhaseStatus
+
+
+def _iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+Dec = Annotated[Decimal, PlainSerializer(plain, return_type=str)]
+Utc = Annotated[datetime, PlainSerializer(_iso_utc, return_type=str)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+
+class QuantityChange(Out):
+    symbol: str
+    from_: Dec = Field(alias="from")
+    to: Dec
+
+
+class SyncOut(Out):
+    phantoms_closed: list[str]
+    missing_added: list[str]
+    quantity_updated: list[QuantityChange]
+    changes_made: bool
+    sync_id: int
+    dry_run: bool
+    refused: str | None
+    details: list[str]
+
+
+class StartCycleOut(Out):
+    cycle_id: str | None
+    market_open: bool
+    trading_state: TradingState
+    broker_mode: BrokerMode
+    sync: SyncOut | None
+    directives: list[str]
+
+
+class AccountOut(Out):
+    cash: Dec
+    equity: Dec
+    buying_power: Dec
+    day_pnl: Dec
+    currency: str
+
+
+class PositionOut(Out):
+    symbol: str
+    side: PositionSide
+    quantity: Dec
+    avg_entry_price: Dec
+    market_price: Dec | None
+    market_value: Dec | None
+    unrealized_pnl: Dec | None
+    unrealized_pnl_pct: Dec | None
+    stop_loss: Dec | None
+    take_profit: Dec | None
+    opened_at: Utc
+
+
+class PortfolioOut(Out):
+    account: AccountOut
+    positions: list[PositionOut]
+
+
+class CandidateOut(Out):
+    symbol: str
+    price: Dec
+    change_pct: Dec
+    volume: Dec
+    relative_volume: Dec
+    score: Dec
+
+
+class ScanOut(Out):
+    candidates: list[CandidateOut]
+    tier: str
+
+
+class QuoteOut(Out):
+    symbol: str
+    bid: Dec | None
+    ask: Dec | None
+    last: Dec | None
+    bid_size: Dec | None
+    ask_size: Dec | None
+    at: Utc | None
+    reason: str | None = Field(description="why there is no quote (an unknown symbol), else null")
+
+
+class CheckOut(Out):
+    rule: str
+    passed: bool
+    limit: str | None
+    actual: str | None
+    message: str
+
+
+class IntentOut(Out):
+    symbol: str
+    side: Side
+    quantity: Dec
+    order_type: OrderType
+    limit_price: Dec | None
+    stop_loss: Dec | None
+    take_profit: Dec | None
+
+
+class RiskOut(Out):
+    approved: bool
+    approval_id: str | None
+    expires_at: Utc | None
+    intent: IntentOut
+    checks: list[CheckOut]
+    reasons: list[str]
+    suggested_quantity: Dec | None
+    limits_version: str
+
+
+class ExecuteOut(Out):
+    status: OrderStatus
+    order_id: int | None
+    client_order_id: str | None
+    broker_order_id: str | None
+    symbol: str
+    side: Side
+    quantity: Dec
+    filled_quantity: Dec
+    avg_fill_price: Dec | None
+    position: PositionOut | None
+    replayed: bool
+    reason: str | None = Field(description="why the order was not sent or was rejected, else null")
+
+
+class DecisionOut(Out):
+    decision_id: int
+
+
+class PhaseOut(Out):
+    name: Phase
+    status: PhaseStatus
+    started_at: Utc | None
+    completed_at: Utc | None
+    duration_ms: int | None
+    detail: str | None
+
+
+class CycleStatusOut(Out):
+    cycle_id: str
+    agent_id: str
+    market: Market
+    mode: CycleMode
+    status: CycleState
+    current_phase: Phase | None
+    started_at: Utc
+    updated_at: Utc
+    phases: list[PhaseOut]
+    progress: str
+
+
+class WorkflowStatusOut(Out):
+    broker_mode: BrokerMode
+    trading_state: TradingState
+    cycles: list[CycleStatusOut]

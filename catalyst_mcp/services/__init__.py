@@ -1,0 +1,1 @@
+"""Use-cases that combine the ports inside transactions."""

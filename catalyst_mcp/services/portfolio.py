@@ -1,0 +1,58 @@
+"""get_portfolio: the account from the broker and the book from PostgreSQL, marked to market."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import anyio
+
+from catalyst_mcp.domain.models import Account, Position, Quote
+from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.store import repos
+
+_CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedPosition:
+    position: Position
+    market_price: Decimal | None
+    market_value: Decimal | None
+    unrealized_pnl: Decimal | None
+    unrealized_pnl_pct: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    account: Account
+    day_pnl: Decimal
+    positions: tuple[MarkedPosition, ...]
+
+
+def mark(position: Position, quote: Quote | None) -> MarkedPosition:
+    if quote is None:
+        return MarkedPosition(position, None, None, None, None)
+    price = quote.last
+    signed = position.signed_quantity
+    value = price * signed
+    pnl = (price - position.avg_entry_price) * signed
+    cost = position.avg_entry_price * position.quantity
+    pct = (pnl / cost * 100).quantize(_CENT) if cost else Decimal(0)
+    return MarkedPosition(position, price, value.quantize(_CENT), pnl.quantize(_CENT), pct)
+
+
+async def get_portfolio(rt: Runtime) -> Portfolio:
+    async with rt.pool.acquire() as conn:
+        book = await repos.open_positions(conn, rt.profile.market)
+    account = await rt.broker.get_account()
+    quotes: dict[str, Quote | None] = {}
+
+    async def fetch(symbol: str) -> None:
+        quotes[symbol] = await rt.market_data.get_quote(symbol)
+
+    async with anyio.create_task_group() as tg:
+        for p in book:
+            tg.start_soon(fetch, p.symbol)
+    day_pnl = (account.equity - account.last_equity) if account.last_equity is not None else Decimal(0)
+    return Portfolio(account, day_pnl.quantize(_CENT), tuple(mark(p, quotes[p.symbol]) for p in book))

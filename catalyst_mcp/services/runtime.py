@@ -1,0 +1,70 @@
+"""The process-wide runtime: settings, the database pool and the adapters, opened once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import asyncpg
+
+from catalyst_mcp.brokers.simulated import SimExchange
+from catalyst_mcp.config import Settings
+from catalyst_mcp.domain.enums import BrokerKind
+from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.markets.clocks import SystemClock
+from catalyst_mcp.markets.profiles import MarketProfile, profile_for
+from catalyst_mcp.ports import Broker, Clock, MarketData
+from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
+from catalyst_mcp.store.migrate import apply_migrations, create_pool
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    profile: MarketProfile
+    broker: Broker
+    market_data: MarketData
+    clock: Clock
+
+
+async def database_uri(settings: Settings) -> str:
+    """CATALYST_DATABASE_URL when set, else the embedded PostgreSQL under the data dir."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    data_dir = settings.data_dir or default_data_dir()
+    return await anyio.to_thread.run_sync(ensure_embedded_postgres, data_dir)
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated connection pool."""
+    try:
+        pool = await create_pool(await database_uri(settings))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise OperatorNeeded(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    """Open the store and the adapters named by the settings; close them on exit."""
+    wall = clock or SystemClock()
+    profile = profile_for(settings.market)
+    await anyio.to_thread.run_sync(profile.warm_up)
+    if settings.broker is not BrokerKind.SIM:
+        raise OperatorNeeded(
+            f"broker {settings.broker.value!r} is not available yet; use CATALYST_BROKER=sim"
+        )
+    async with open_pool(settings) as pool:
+        sim = SimExchange(
+            pool, profile, seed=settings.sim_seed, starting_cash=settings.sim_starting_cash, wall_clock=wall
+        )
+        yield Runtime(settings=settings, pool=pool, profile=profile, broker=sim, market_data=sim, clock=wall)

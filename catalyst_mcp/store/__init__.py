@@ -1,0 +1,1 @@
+"""PostgreSQL storage: the embedded server, migrations and repositories."""

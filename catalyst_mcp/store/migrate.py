@@ -1,0 +1,122 @@
+"""Numbered SQL migrations applied at start-up, and the connection pool."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pathlib
+import re
+from dataclasses import dataclass
+
+import anyio.to_thread
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from catalyst_mcp.domain.errors import OperatorNeeded
+
+_log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = pathlib.Path(__file__).parent / "migrations"
+_FILE_NAME = re.compile(r"(\d{4,})_\w+\.sql")
+# Any fixed 64-bit key will do, as long as every process uses the same one.
+_LOCK_KEY = int.from_bytes(b"catamigr", "big")
+
+_CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class _Migration:
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+
+async def apply_migrations(
+    conn: asyncpg.Connection | PoolConnectionProxy, directory: pathlib.Path | None = None
+) -> list[str]:
+    """Apply the migrations of ``directory`` not yet recorded, each in its own transaction.
+
+    Returns the file names newly applied. Several processes may call this at once: an advisory lock
+    serialises them. Raises ``OperatorNeeded`` if an applied file has changed or a migration fails.
+    """
+    migrations = await anyio.to_thread.run_sync(_load_migrations, directory or MIGRATIONS_DIR)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await conn.execute(_CREATE_TABLE)
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        recorded: dict[int, str] = {row["version"]: row["checksum"] for row in rows}
+        for migration in migrations:
+            if recorded.get(migration.version, migration.checksum) != migration.checksum:
+                raise OperatorNeeded(
+                    f"migration {migration.name} changed after it was applied (checksum mismatch)"
+                )
+        applied = []
+        for migration in migrations:
+            if migration.version in recorded:
+                continue
+            await _apply_one(conn, migration)
+            _log.info("applied migration %s", migration.name)
+            applied.append(migration.name)
+        return applied
+    finally:
+        if not conn.is_closed():
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def create_pool(uri: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections map json/jsonb through the ``json`` module; NUMERIC stays ``Decimal``."""
+    return await asyncpg.create_pool(uri, min_size=min_size, max_size=max_size, init=_init_connection)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text"
+        )
+
+
+async def _apply_one(conn: asyncpg.Connection | PoolConnectionProxy, migration: _Migration) -> None:
+    try:
+        async with conn.transaction():
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                migration.checksum,
+            )
+    except asyncpg.PostgresError as exc:
+        reason = " ".join(str(exc).split())
+        raise OperatorNeeded(f"migration {migration.name} failed: {reason}") from exc
+
+
+def _load_migrations(directory: pathlib.Path) -> list[_Migration]:
+    """Read ``NNNN_name.sql`` files in version order; refuse misnamed files and duplicate versions."""
+    if not directory.is_dir():
+        raise OperatorNeeded(f"migrations directory {directory} does not exist")
+    by_version: dict[int, _Migration] = {}
+    for path in directory.glob("*.sql"):
+        match = _FILE_NAME.fullmatch(path.name)
+        if match is None:
+            raise OperatorNeeded(f"migration file {path.name} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in by_version:
+            raise OperatorNeeded(
+                f"migrations {by_version[version].name} and {path.name} share version {version}"
+            )
+        data = path.read_bytes()
+        try:
+            sql = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise OperatorNeeded(f"migration {path.name} is not UTF-8") from None
+        by_version[version] = _Migration(version, path.name, sql, hashlib.sha256(data).hexdigest())
+    return [by_version[version] for version in sorted(by_version)]

@@ -1,0 +1,104 @@
+"""Shared fixtures: one embedded PostgreSQL per test session, a fresh migrated database per test."""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from catalyst_mcp.config import Settings
+from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.server.app import build_server
+from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from catalyst_mcp.store.migrate import apply_migrations
+
+# Wednesday 25 Nov 2026, 10:00 in New York: a regular NYSE session.
+SESSION_TIME = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+TEMPLATE = "catalyst_template"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def with_database(uri: str, name: str) -> str:
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test session's own embedded server, with a migrated template database."""
+    data_dir: Path = tmp_path_factory.mktemp("catalyst-data")
+    uri = ensure_embedded_postgres(data_dir)
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(uri)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+        template = await asyncpg.connect(with_database(uri, TEMPLATE))
+        try:
+            await apply_migrations(template)
+        finally:
+            await template.close()
+
+    import anyio
+
+    anyio.run(prepare)
+    yield uri
+    stop_embedded_postgres(data_dir)
+
+
+@pytest.fixture
+async def database_url(pg_uri: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_uri)
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    finally:
+        await conn.close()
+    yield with_database(pg_uri, name)
+    conn = await asyncpg.connect(pg_uri)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(SESSION_TIME)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=SecretStr(database_url), agent_id="test_agent", sim_seed=7)
+
+
+@pytest.fixture
+async def runtime(settings: Settings, clock: FixedClock) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings, clock=clock) as rt:
+        yield rt
+
+
+@pytest.fixture
+def server(settings: Settings, runtime: Runtime):  # type: ignore[no-untyped-def]
+    return build_server(settings, runtime=runtime)

@@ -1,0 +1,208 @@
+"""The simulated exchange's price model: deterministic, on tick, moving, and a sorted momentum scan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catalyst_mcp.brokers.sim_prices import (
+    UNIVERSE_HK,
+    UNIVERSE_US,
+    Instrument,
+    day_stats,
+    momentum_scan,
+    quote_at,
+    universe_for,
+)
+from catalyst_mcp.domain.enums import Market
+from catalyst_mcp.markets import HK_PROFILE, PROFILES, US_PROFILE
+
+NY = ZoneInfo("America/New_York")
+HKT = ZoneInfo("Asia/Hong_Kong")
+US_MIDDAY = datetime(2026, 11, 25, 12, 0, tzinfo=NY)
+
+instruments = st.sampled_from(
+    [(Market.US, i) for i in UNIVERSE_US.values()] + [(Market.HK, i) for i in UNIVERSE_HK.values()]
+)
+seeds = st.integers(min_value=0, max_value=2**63)
+times = st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2048, 1, 1), timezones=st.just(UTC))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _calendars_built() -> Iterator[None]:
+    US_PROFILE.warm_up()
+    HK_PROFILE.warm_up()
+    yield
+
+
+# --- universe -----------------------------------------------------------------------------------------
+
+
+def test_us_universe_has_at_least_thirty_liquid_symbols() -> None:
+    assert len(UNIVERSE_US) >= 30
+    assert {"AAPL", "MSFT", "NVDA", "BRK.B", "JPM"} <= set(UNIVERSE_US)
+    assert all(i.avg_daily_volume >= 1_000_000 and i.lot == 1 for i in UNIVERSE_US.values())
+    assert universe_for(Market.US) is UNIVERSE_US
+
+
+def test_hk_universe_uses_five_digit_codes_and_per_symbol_board_lots() -> None:
+    assert universe_for(Market.HK) is UNIVERSE_HK
+    assert all(len(s) == 5 and s.isdigit() for s in UNIVERSE_HK)
+    assert UNIVERSE_HK["00700"].lot == 100
+    assert UNIVERSE_HK["00005"].lot == 400
+    assert UNIVERSE_HK["00941"].lot == 500
+
+
+def test_universe_entries_are_keyed_by_their_own_symbol() -> None:
+    for universe in (UNIVERSE_US, UNIVERSE_HK):
+        assert all(symbol == inst.symbol for symbol, inst in universe.items())
+
+
+# --- quotes -------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(pick=instruments, seed=seeds, at=times)
+def test_the_same_seed_symbol_and_time_give_the_same_quote_bit_for_bit(
+    pick: tuple[Market, Instrument], seed: int, at: datetime
+) -> None:
+    market, inst = pick
+    first = quote_at(seed, inst, at, PROFILES[market])
+    second = quote_at(seed, inst, at, PROFILES[market])
+    assert first == second
+    assert repr(first) == repr(second)
+
+
+@settings(max_examples=300)
+@given(pick=instruments, seed=seeds, at=times)
+def test_quotes_are_positive_on_tick_with_ask_above_bid(
+    pick: tuple[Market, Instrument], seed: int, at: datetime
+) -> None:
+    market, inst = pick
+    profile = PROFILES[market]
+    q = quote_at(seed, inst, at, profile)
+    assert q.ask > q.bid > 0
+    assert q.bid <= q.last <= q.ask
+    for price in (q.bid, q.ask, q.last):
+        assert price % profile.tick_for(price) == 0
+    assert q.bid_size > 0 and q.bid_size % inst.lot == 0
+    assert q.ask_size > 0 and q.ask_size % inst.lot == 0
+    assert q.symbol == inst.symbol and q.at == at
+
+
+def test_different_seeds_give_different_prices() -> None:
+    first = [quote_at(1, i, US_MIDDAY, US_PROFILE).last for i in UNIVERSE_US.values()]
+    second = [quote_at(2, i, US_MIDDAY, US_PROFILE).last for i in UNIVERSE_US.values()]
+    assert sum(a != b for a, b in zip(first, second, strict=True)) >= len(first) - 2
+
+
+def test_prices_move_as_time_advances() -> None:
+    later = US_MIDDAY + timedelta(hours=1)
+    moved = [
+        quote_at(7, i, US_MIDDAY, US_PROFILE).last != quote_at(7, i, later, US_PROFILE).last
+        for i in UNIVERSE_US.values()
+    ]
+    assert sum(moved) >= len(moved) - 2
+
+
+def test_prices_stay_near_the_instruments_base_price() -> None:
+    for inst in UNIVERSE_US.values():
+        last = quote_at(3, inst, US_MIDDAY, US_PROFILE).last
+        assert inst.base_price * Decimal("0.7") < last < inst.base_price * Decimal("1.3")
+
+
+@settings(max_examples=200)
+@given(pick=instruments, seed=seeds, at=times)
+def test_prices_are_continuous_from_one_second_to_the_next(
+    pick: tuple[Market, Instrument], seed: int, at: datetime
+) -> None:
+    market, inst = pick
+    profile = PROFILES[market]
+    now = quote_at(seed, inst, at, profile).last
+    then = quote_at(seed, inst, at + timedelta(seconds=1), profile).last
+    assert abs(then - now) <= 2 * profile.tick_for(now) + now * Decimal("0.0002")
+
+
+def test_the_next_open_continues_from_the_previous_close() -> None:
+    inst = UNIVERSE_US["AAPL"]
+    close = quote_at(5, inst, datetime(2026, 11, 25, 15, 59, 59, 999999, tzinfo=NY), US_PROFILE).last
+    reopen = quote_at(5, inst, datetime(2026, 11, 27, 9, 30, tzinfo=NY), US_PROFILE).last
+    assert abs(reopen - close) <= Decimal("0.02")
+
+
+def test_hk_prices_stand_still_during_the_lunch_break() -> None:
+    inst = UNIVERSE_HK["00700"]
+    noon = quote_at(9, inst, datetime(2026, 11, 25, 12, 0, tzinfo=HKT), HK_PROFILE)
+    lunch = quote_at(9, inst, datetime(2026, 11, 25, 12, 40, tzinfo=HKT), HK_PROFILE)
+    assert (noon.bid, noon.ask, noon.last) == (lunch.bid, lunch.ask, lunch.last)
+
+
+# --- day statistics -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(pick=instruments, seed=seeds, at=times)
+def test_a_days_change_is_a_few_percent_at_most(
+    pick: tuple[Market, Instrument], seed: int, at: datetime
+) -> None:
+    market, inst = pick
+    stats = day_stats(seed, inst, at, PROFILES[market])
+    assert abs(stats.change_pct) < 5
+    assert stats.change_pct == stats.change_pct.quantize(Decimal("0.01"))
+    assert Decimal("0.5") <= stats.relative_volume <= Decimal("3.0")
+    assert stats.volume >= 0 and stats.volume == stats.volume.to_integral_value()
+
+
+def test_change_pct_is_measured_against_the_previous_close() -> None:
+    stats = day_stats(11, UNIVERSE_US["MSFT"], US_MIDDAY, US_PROFILE)
+    expected = ((stats.last - stats.prev_close) / stats.prev_close * 100).quantize(Decimal("0.01"))
+    assert stats.change_pct == expected
+    assert stats.last == quote_at(11, UNIVERSE_US["MSFT"], US_MIDDAY, US_PROFILE).last
+
+
+def test_volume_grows_through_the_day_while_relative_volume_holds() -> None:
+    inst = UNIVERSE_US["NVDA"]
+    day = [day_stats(4, inst, datetime(2026, 11, 25, h, 45, tzinfo=NY), US_PROFILE) for h in range(9, 16)]
+    volumes = [s.volume for s in day]
+    assert volumes == sorted(volumes) and volumes[0] < volumes[-1]
+    assert len({s.relative_volume for s in day}) == 1
+
+
+# --- momentum scan ------------------------------------------------------------------------------------
+
+
+def test_scan_is_sorted_by_score_best_first_with_ties_broken_by_symbol() -> None:
+    result = momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=len(UNIVERSE_US))
+    assert len(result) == len(UNIVERSE_US)
+    keys = [(-c.score, c.symbol) for c in result]
+    assert keys == sorted(keys)
+
+
+def test_scan_score_is_change_times_relative_volume() -> None:
+    for c in momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=5):
+        assert c.score == (c.change_pct * c.relative_volume).quantize(Decimal("0.01"))
+        stats = day_stats(7, UNIVERSE_US[c.symbol], US_MIDDAY, US_PROFILE)
+        assert (c.price, c.change_pct, c.volume, c.relative_volume) == (
+            stats.last,
+            stats.change_pct,
+            stats.volume,
+            stats.relative_volume,
+        )
+
+
+def test_scan_is_deterministic_and_respects_the_limit() -> None:
+    first = momentum_scan(7, UNIVERSE_HK, datetime(2026, 11, 25, 10, 0, tzinfo=HKT), HK_PROFILE, limit=3)
+    second = momentum_scan(7, UNIVERSE_HK.values(), datetime(2026, 11, 25, 10, 0, tzinfo=HKT), HK_PROFILE, 3)
+    assert first == second
+    assert len(first) == 3
+
+
+def test_scan_with_a_negative_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=-1)
