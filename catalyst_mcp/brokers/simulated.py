@@ -227,7 +227,8 @@ class SimExchange:
                 return
             await conn.execute(
                 """INSERT INTO sim.positions (market, symbol, quantity, avg_entry_price)
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (market, symbol) DO UPDATE SET quantity = $3, avg_entry_price = $4""",
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (market, symbol) DO UPDATE SET quantity = $3, avg_entry_price = $4""",
                 self._market,
                 symbol,
                 quantity,
