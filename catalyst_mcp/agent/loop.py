@@ -75,7 +75,8 @@ class RichReporter:
     def done(self, status: Mapping[str, Any]) -> None:
         self.console.print(Text(str(status.get("progress", ""))), highlight=False, soft_wrap=True)
         title = f"{status.get('cycle_id', '')}  {status.get('mode', '')}  {status.get('status', '')}"
-        table = Table(title=Text(title), title_justify="left")
+        self.console.print(Text(title), highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("phase")
         table.add_column("status")
         table.add_column("duration_ms", justify="right")

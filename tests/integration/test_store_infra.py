@@ -9,9 +9,10 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import anyio
@@ -76,6 +77,13 @@ def _holder_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": pythonpath}
 
 
+def _poll_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait(timeout=10)
@@ -108,13 +116,19 @@ def test_a_live_embedded_server_is_reused_by_a_second_caller(data_dir: pathlib.P
 
 
 def test_concurrent_first_starts_share_one_server(data_dir: pathlib.Path) -> None:
-    env = _holder_env()
-    holders = [
-        subprocess.Popen(
-            _holder_command(data_dir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env
+    def start_holder() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            _holder_command(data_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_holder_env(),
         )
-        for _ in range(3)
-    ]
+
+    holders = [start_holder()]
+    # Let the others arrive while the first is initialising the cluster, not before it has begun.
+    _poll_until(lambda: (data_dir / "pg" / "PG_VERSION").exists(), timeout=30)
+    holders += [start_holder(), start_holder()]
     outputs = [holder.communicate(timeout=60)[0].strip() for holder in holders]
 
     assert [holder.returncode for holder in holders] == [0, 0, 0]

@@ -1,0 +1,3 @@
+from catalyst_mcp.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""The ``catalyst-mcp`` command: serve, agent, status, reset."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+
+from catalyst_mcp.config import Settings, load_settings
+from catalyst_mcp.domain.errors import CatalystError
+from catalyst_mcp.logs import configure_logging
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Catalyst MCP: safe equity trading for AI agents."
+)
+
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where the embedded PostgreSQL lives")]
+Market = Annotated[str | None, typer.Option("--market", help="US or HK")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"catalyst-mcp: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except CatalystError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return anyio.run(main)
+    except CatalystError as exc:
+        _fail(str(exc), 1)
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def serve(
+    http: Annotated[bool, typer.Option("--http", help="serve streamable HTTP instead of stdio")] = False,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="HTTP port; 0 picks a free one")
+    ] = 8765,
+    host: Annotated[str, typer.Option("--host", help="HTTP interface")] = "127.0.0.1",
+    data_dir: DataDir = None,
+    market: Market = None,
+) -> None:
+    """Serve the MCP tools over stdio (for Claude Desktop) or streamable HTTP at http://HOST:PORT/mcp."""
+    settings = _settings(data_dir=data_dir, market=market)
+    if http:
+        from catalyst_mcp.server.http import serve_http
+
+        _run(lambda: serve_http(settings, host, port))
+        return
+    from catalyst_mcp.server.app import build_server
+
+    server = build_server(settings)
+    configure_logging(settings.log_level)  # MCPServer configures logging at construction; take it back
+    _run(server.run_stdio_async)
+
+
+@app.command()
+def agent(
+    mode: Annotated[str, typer.Option("--mode", help="trade, scan, close or heartbeat")] = "trade",
+    force: Annotated[
+        bool, typer.Option("--force", help="run a cycle even when the market is closed")
+    ] = False,
+    url: Annotated[
+        str | None, typer.Option("--url", help="an HTTP server's /mcp URL (default: start one)")
+    ] = None,
+    agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
+    data_dir: DataDir = None,
+    market: Market = None,
+) -> None:
+    """Run one trading cycle as an MCP client of the server, showing the phases live."""
+    if mode not in ("trade", "scan", "close", "heartbeat"):
+        _fail(f"unknown mode {mode!r}: expected trade, scan, close or heartbeat")
+    settings = _settings(data_dir=data_dir, market=market, agent_id=agent_id)
+    from catalyst_mcp.agent.loop import RichReporter
+    from catalyst_mcp.agent.runner import run_agent
+
+    env = {"CATALYST_MARKET": settings.market.value, "CATALYST_AGENT_ID": settings.agent_id}
+    if data_dir is not None:
+        env["CATALYST_DATA_DIR"] = str(data_dir.resolve())
+    code = _run(
+        lambda: run_agent(
+            url=url,
+            extra_env=env,
+            agent_id=settings.agent_id,
+            market=settings.market.value,
+            mode=mode,
+            force=force,
+            reporter=RichReporter(),
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="keep the table up to date")] = False,
+    cycle_id: Annotated[str | None, typer.Option("--cycle-id")] = None,
+    data_dir: DataDir = None,
+    market: Market = None,
+) -> None:
+    """Show the latest cycle of each agent: the progress bar and the phase table."""
+    settings = _settings(data_dir=data_dir, market=market)
+    from catalyst_mcp.status_view import show_status
+
+    _run(lambda: show_status(settings, cycle_id=cycle_id, as_json=as_json, watch=watch))
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Wipe the simulated broker and the book (cycles, orders, positions, audit)."""
+    settings = _settings(data_dir=data_dir)
+    if not yes and not typer.confirm("Wipe the simulated broker and the whole book?"):
+        raise typer.Exit(1)
+    from catalyst_mcp.brokers.simulated import reset_simulation
+    from catalyst_mcp.services.runtime import open_pool
+
+    async def main() -> None:
+        async with open_pool(settings) as pool, pool.acquire() as conn:
+            await reset_simulation(conn)
+
+    _run(main)
+    typer.echo("reset: the simulated broker and the book are empty")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+__all__ = ["app", "main"]

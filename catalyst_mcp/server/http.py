@@ -1,0 +1,34 @@
+"""Streamable HTTP: the SDK's app (its /mcp route) served by uvicorn on a socket we bind ourselves, so
+``--port 0`` can report the port it got once the server is ready."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import uvicorn
+
+from catalyst_mcp.config import Settings
+from catalyst_mcp.server.app import build_server
+
+
+class _AnnouncingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(f"listening on {self._url}", file=sys.stderr, flush=True)
+
+
+async def serve_http(settings: Settings, host: str, port: int) -> None:
+    server = build_server(settings)
+    app = server.streamable_http_app(host=host)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower(), lifespan="on")
+    await _AnnouncingServer(config, f"http://{host}:{bound_port}/mcp").serve(sockets=[sock])
