@@ -1,4 +1,6 @@
 import json
+import pytest
+pytestmark = pytest.mark.anyio
 async def test_explore(client):
     print("PROTO", client.protocol_version)
     print("INSTR", client.instructions)
