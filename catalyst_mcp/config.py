@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     allow_live: bool = False
     agent_id: str = Field(default="catalyst_agent", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     sim_seed: int = 7
+    # "session": simulated time runs inside real sessions (trades at any hour); "wall": real time, real hours.
+    sim_clock: Literal["session", "wall"] = "session"
     sim_starting_cash: Money = Decimal("100000")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     abandon_after_seconds: int = Field(default=900, ge=10)

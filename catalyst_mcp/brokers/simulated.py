@@ -47,12 +47,14 @@ class SimExchange:
         seed: int,
         starting_cash: Decimal,
         wall_clock: Clock,
+        follow_wall: bool = False,
     ) -> None:
         self._pool = pool
         self._profile = profile
         self._seed = seed
         self._starting_cash = starting_cash
         self._wall = wall_clock
+        self._follow_wall = follow_wall
         self._universe: Mapping[str, Instrument] = universe_for(profile.market)
         self._market = profile.market.value
 
@@ -66,6 +68,8 @@ class SimExchange:
 
     async def now(self) -> datetime:
         wall = self._wall.now()
+        if self._follow_wall:
+            return wall
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow(
                 "SELECT anchor_sim, anchor_wall FROM sim.clock WHERE market = $1", self._market

@@ -65,6 +65,11 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
         )
     async with open_pool(settings) as pool:
         sim = SimExchange(
-            pool, profile, seed=settings.sim_seed, starting_cash=settings.sim_starting_cash, wall_clock=wall
+            pool,
+            profile,
+            seed=settings.sim_seed,
+            starting_cash=settings.sim_starting_cash,
+            wall_clock=wall,
+            follow_wall=settings.sim_clock == "wall",
         )
         yield Runtime(settings=settings, pool=pool, profile=profile, broker=sim, market_data=sim, clock=wall)
