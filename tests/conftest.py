@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import asyncpg
 import pytest
 from pydantic import SecretStr
@@ -60,27 +61,29 @@ def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             await template.close()
 
-    import anyio
-
     anyio.run(prepare)
     yield uri
     stop_embedded_postgres(data_dir)
 
 
+def _admin(uri: str, statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(uri)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    anyio.run(run)
+
+
 @pytest.fixture
-async def database_url(pg_uri: str) -> AsyncIterator[str]:
+def database_url(pg_uri: str) -> Iterator[str]:
+    """A fresh database cloned from the migrated template (cheap: a file copy inside PostgreSQL)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(pg_uri)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-    finally:
-        await conn.close()
+    _admin(pg_uri, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
     yield with_database(pg_uri, name)
-    conn = await asyncpg.connect(pg_uri)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    _admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

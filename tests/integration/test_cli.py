@@ -1,0 +1,145 @@
+"""The catalyst-mcp command as a user runs it: real processes, a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from mcp import Client
+from pydantic import SecretStr
+
+from catalyst_mcp.agent.client import ToolClient
+from catalyst_mcp.agent.loop import ListReporter, run_cycle
+from catalyst_mcp.agent.policy import RulesPolicy
+from catalyst_mcp.config import Settings
+from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.server.app import build_server
+from catalyst_mcp.services.runtime import open_runtime
+
+FULL_BAR = (
+    "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
+)
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    base["CATALYST_LOG_LEVEL"] = "WARNING"
+    return subprocess.run(
+        [sys.executable, "-m", "catalyst_mcp", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_agent_command_runs_a_full_cycle_and_ends_with_the_complete_bar(database_url: str) -> None:
+    done = cli("agent", "--mode", "trade", env={"CATALYST_DATABASE_URL": database_url})
+    assert done.returncode == 0, done.stderr
+    assert FULL_BAR in done.stdout
+    assert "execute_trade" in done.stdout and "filled" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_status_json_reports_the_cycle_the_agent_ran(database_url: str) -> None:
+    env = {"CATALYST_DATABASE_URL": database_url}
+    assert cli("agent", "--mode", "scan", "--agent-id", "scanner", env=env).returncode == 0
+    done = cli("status", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["broker_mode"] == "paper"
+    [cycle] = status["cycles"]
+    assert cycle["agent_id"] == "scanner" and cycle["status"] == "completed" and cycle["mode"] == "scan"
+    assert [p["name"] for p in cycle["phases"]][0] == "INIT" and len(cycle["phases"]) == 10
+    # a scan cycle never decides or executes
+    by_name = {p["name"]: p["status"] for p in cycle["phases"]}
+    assert by_name["EXECUTE"] == "skipped" and by_name["SCAN"] == "completed"
+
+
+def test_heartbeat_opens_no_cycle(database_url: str) -> None:
+    env = {"CATALYST_DATABASE_URL": database_url}
+    done = cli("agent", "--mode", "heartbeat", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "paper" in done.stdout
+    assert json.loads(cli("status", "--json", env=env).stdout)["cycles"] == []
+
+
+def test_reset_wipes_the_book_and_the_simulated_broker(database_url: str) -> None:
+    env = {"CATALYST_DATABASE_URL": database_url}
+    assert cli("agent", "--mode", "trade", env=env).returncode == 0
+    done = cli("reset", "--yes", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(cli("status", "--json", env=env).stdout)["cycles"] == []
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CATALYST_RISK__MAX_POSITION_VALUE": "lots"}, "CATALYST_RISK__MAX_POSITION_VALUE"),
+        ({"CATALYST_MARKET": "JP"}, "CATALYST_MARKET"),
+        ({"CATALYST_BROKER_MODE": "live"}, "CATALYST_ALLOW_LIVE"),
+        ({"CATALYST_SIM_SEED": "seven"}, "CATALYST_SIM_SEED"),
+    ],
+)
+def test_invalid_settings_stop_start_up_with_one_line_naming_the_setting(
+    env: dict[str, str], named: str
+) -> None:
+    done = cli("serve", env=env, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert named in lines[0]
+    assert done.stdout == ""
+
+
+def test_an_unknown_agent_mode_is_refused_in_one_line() -> None:
+    done = cli("agent", "--mode", "yolo", timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "catalyst-mcp: unknown mode 'yolo': expected trade, scan, close or heartbeat"
+    ]
+
+
+async def test_a_trade_run_with_the_market_closed_says_so_and_trades_nothing(database_url: str) -> None:
+    saturday = FixedClock(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))
+    settings = Settings(database_url=SecretStr(database_url), sim_clock="wall")
+    async with open_runtime(settings, clock=saturday) as rt:
+        server = build_server(settings, runtime=rt)
+        reporter = ListReporter()
+        async with Client(server) as client:
+            outcome = await run_cycle(
+                ToolClient(client),
+                agent_id="weekend",
+                market="US",
+                mode="trade",
+                force=False,
+                policy=RulesPolicy(),
+                reporter=reporter,
+            )
+        assert outcome.market_closed and outcome.exit_code == 0
+        assert any("closed" in line for line in reporter.lines)
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM cycles") == 0
+            assert await conn.fetchval("SELECT count(*) FROM orders") == 0
+
+
+async def test_force_runs_a_cycle_while_the_market_is_closed(database_url: str) -> None:
+    saturday = FixedClock(datetime(2026, 11, 28, 15, 0, tzinfo=UTC))
+    settings = Settings(database_url=SecretStr(database_url), sim_clock="wall")
+    async with open_runtime(settings, clock=saturday) as rt, Client(build_server(settings, runtime=rt)) as c:
+        started = await c.call_tool("start_cycle", {"agent_id": "weekend", "force": True})
+        assert started.structured_content["market_open"] is False
+        assert started.structured_content["cycle_id"].startswith("us_20261128_100000_")
+        risk = await c.call_tool(
+            "check_risk",
+            {"symbol": "AAPL", "side": "buy", "quantity": 1, "order_type": "market", "stop_loss": "1"},
+        )
+        assert risk.structured_content["approved"] is False
+        assert "market_open" in [c["rule"] for c in risk.structured_content["checks"] if not c["passed"]]
