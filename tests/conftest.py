@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -43,9 +45,11 @@ def with_database(uri: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_uri() -> Iterator[str]:
     """The test session's own embedded server, with a migrated template database."""
-    data_dir: Path = tmp_path_factory.mktemp("catalyst-data")
+    # Not under pytest's own temp root: pytest makes it 0700 at every session start, which locks out the
+    # unprivileged user pgserver runs PostgreSQL as when tests run as root.
+    data_dir = Path(tempfile.mkdtemp(prefix="catalyst-test-"))
     uri = ensure_embedded_postgres(data_dir)
 
     async def prepare() -> None:
@@ -64,6 +68,7 @@ def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     anyio.run(prepare)
     yield uri
     stop_embedded_postgres(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _admin(uri: str, statement: str) -> None:

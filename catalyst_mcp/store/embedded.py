@@ -78,9 +78,7 @@ def ensure_embedded_postgres(data_dir: pathlib.Path) -> str:
                         f"embedded PostgreSQL in {data_dir} is still starting or stopping after "
                         f"{_BUSY_TIMEOUT:.0f} s (log: {pgdata / 'log'})"
                     )
-                _log.warning(
-                    "embedded PostgreSQL (pid %d) in %s does not answer; restarting it", found.pid, data_dir
-                )
+                _log.warning("embedded PostgreSQL (pid %d) in %s does not answer; restarting it", found.pid, data_dir)
             _clear_leftovers(pgdata, found)
             _start(pgdata)
             started = _read_postmaster(pgdata)
@@ -121,9 +119,7 @@ def stop_embedded_postgres(data_dir: pathlib.Path) -> None:
     except OperatorNeeded:
         raise
     except (OSError, psutil.Error) as exc:
-        raise OperatorNeeded(
-            f"embedded PostgreSQL in {data_dir} could not be stopped: {_one_line(exc)}"
-        ) from exc
+        raise OperatorNeeded(f"embedded PostgreSQL in {data_dir} could not be stopped: {_one_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -174,9 +170,7 @@ def _belongs_to(proc: psutil.Process, pgdata: pathlib.Path) -> bool:
     # The postmaster chdirs into its data dir and every backend inherits that, which identifies the cluster
     # even after the postmaster died and its children were re-parented.
     return bool(
-        proc.name() == "postgres"
-        and proc.status() != psutil.STATUS_ZOMBIE
-        and pathlib.Path(proc.cwd()) == pgdata
+        proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE and pathlib.Path(proc.cwd()) == pgdata
     )
 
 
@@ -217,9 +211,7 @@ def _clear_leftovers(pgdata: pathlib.Path, found: _Postmaster | None) -> None:
             proc.kill()
     if not _wait_gone(procs, _STOP_TIMEOUT):
         pids = ", ".join(str(proc.pid) for proc in procs)
-        raise OperatorNeeded(
-            f"embedded PostgreSQL in {pgdata.parent} left processes that will not die: {pids}"
-        )
+        raise OperatorNeeded(f"embedded PostgreSQL in {pgdata.parent} left processes that will not die: {pids}")
     # postgres itself replaces a lock file whose pid is dead, but not one whose pid is a zombie or was reused.
     (pgdata / "postmaster.pid").unlink(missing_ok=True)
     socket_dirs = {pgdata} if found is None else {pgdata, found.socket_dir}
@@ -313,9 +305,7 @@ def _start_lock(data_dir: pathlib.Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise OperatorNeeded(
-                        f"another process has held {path} for over {_LOCK_TIMEOUT:.0f} s"
-                    ) from None
+                    raise OperatorNeeded(f"another process has held {path} for over {_LOCK_TIMEOUT:.0f} s") from None
                 time.sleep(_POLL_INTERVAL)
         yield
     finally:

@@ -55,10 +55,11 @@ async def apply_migrations(
         rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         recorded: dict[int, str] = {row["version"]: row["checksum"] for row in rows}
         for migration in migrations:
-            if recorded.get(migration.version, migration.checksum) != migration.checksum:
-                raise OperatorNeeded(
-                    f"migration {migration.name} changed after it was applied (checksum mismatch)"
-                )
+            if migration.version in recorded and recorded[migration.version] != migration.checksum:
+                raise OperatorNeeded(f"migration {migration.name} changed after it was applied (checksum mismatch)")
+        unknown = sorted(set(recorded) - {migration.version for migration in migrations})
+        if unknown:
+            _log.warning("the database has migrations this code does not ship: versions %s", unknown)
         applied = []
         for migration in migrations:
             if migration.version in recorded:
@@ -79,9 +80,7 @@ async def create_pool(uri: str, *, min_size: int = 1, max_size: int = 10) -> asy
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(
-            typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text"
-        )
+        await conn.set_type_codec(typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text")
 
 
 async def _apply_one(conn: asyncpg.Connection | PoolConnectionProxy, migration: _Migration) -> None:
@@ -110,9 +109,7 @@ def _load_migrations(directory: pathlib.Path) -> list[_Migration]:
             raise OperatorNeeded(f"migration file {path.name} is not named NNNN_name.sql")
         version = int(match.group(1))
         if version in by_version:
-            raise OperatorNeeded(
-                f"migrations {by_version[version].name} and {path.name} share version {version}"
-            )
+            raise OperatorNeeded(f"migrations {by_version[version].name} and {path.name} share version {version}")
         data = path.read_bytes()
         try:
             sql = data.decode("utf-8")

@@ -103,7 +103,7 @@ async def latest_cycles(conn: Conn, agent_id: str | None) -> list[CycleRecord]:
     rows = await conn.fetch(
         """SELECT DISTINCT ON (agent_id) * FROM cycles
            WHERE $1::text IS NULL OR agent_id = $1
-           ORDER BY agent_id, started_at DESC, cycle_id DESC""",
+           ORDER BY agent_id, started_at DESC, seq DESC""",
         agent_id,
     )
     return [_cycle(r) for r in rows]

@@ -13,7 +13,9 @@ from mcp import Client, StdioServerParameters
 
 pytestmark = pytest.mark.anyio
 
-FULL_BAR = "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
+FULL_BAR = (
+    "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
+)
 
 
 def server_env(database_url: str) -> dict[str, str]:
@@ -34,8 +36,15 @@ async def run_one_cycle(client: Client, agent_id: str) -> dict[str, object]:
     await call("scan_market", cycle_id=cycle_id, limit=3)
     quote = await call("get_quote", symbol="MSFT", cycle_id=cycle_id)
     stop = str(round(float(str(quote["bid"])) * 0.97, 2))
-    risk = await call("check_risk", symbol="MSFT", side="buy", quantity="3", order_type="market",
-                      stop_loss=stop, cycle_id=cycle_id)
+    risk = await call(
+        "check_risk",
+        symbol="MSFT",
+        side="buy",
+        quantity="3",
+        order_type="market",
+        stop_loss=stop,
+        cycle_id=cycle_id,
+    )
     assert risk["approved"] is True, risk["reasons"]
     trade = await call("execute_trade", approval_id=risk["approval_id"], cycle_id=cycle_id)
     assert trade["status"] == "filled"
@@ -44,8 +53,9 @@ async def run_one_cycle(client: Client, agent_id: str) -> dict[str, object]:
 
 
 async def test_a_full_cycle_runs_over_stdio_against_a_child_server(database_url: str) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "catalyst_mcp", "serve"],
-                                   env=server_env(database_url))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "catalyst_mcp", "serve"], env=server_env(database_url)
+    )
     with anyio.fail_after(60):
         async with Client(params) as client:
             tools = await client.list_tools()
@@ -59,7 +69,10 @@ def http_url(database_url: str) -> Iterator[str]:
     """A server process on a free port; its URL is read from its 'listening on' line (no sleeps)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
-        env=server_env(database_url), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        env=server_env(database_url),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stderr is not None

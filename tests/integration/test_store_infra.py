@@ -35,11 +35,6 @@ _HOLDER = (
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
     path = tmp_path_factory.mktemp("embedded") / "catalyst"  # not created: the server start must create it
     yield path
@@ -290,9 +285,7 @@ async def test_a_failing_migration_is_rolled_back_and_reported_in_one_line(
 
 
 @pytest.mark.anyio
-async def test_concurrent_migrators_apply_each_migration_once(
-    server_uri: str, tmp_path: pathlib.Path
-) -> None:
+async def test_concurrent_migrators_apply_each_migration_once(server_uri: str, tmp_path: pathlib.Path) -> None:
     migrations = _write(
         tmp_path / "migrations",
         {

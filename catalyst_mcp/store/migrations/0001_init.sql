@@ -10,7 +10,8 @@ CREATE TABLE cycles (
     started_at    timestamptz NOT NULL,
     updated_at    timestamptz NOT NULL,
     completed_at  timestamptz,
-    summary       text
+    summary       text,
+    seq           bigint GENERATED ALWAYS AS IDENTITY UNIQUE  -- start order, when clocks tie
 );
 -- Invariant 9: one active cycle per agent and market, across processes.
 CREATE UNIQUE INDEX cycles_one_active ON cycles (agent_id, market) WHERE status = 'active';
