@@ -14,9 +14,7 @@ from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.logs import configure_logging
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Catalyst MCP: safe equity trading for AI agents."
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Catalyst MCP: safe equity trading for AI agents.")
 
 T = TypeVar("T")
 
@@ -52,9 +50,7 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
 @app.command()
 def serve(
     http: Annotated[bool, typer.Option("--http", help="serve streamable HTTP instead of stdio")] = False,
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="HTTP port; 0 picks a free one")
-    ] = 8765,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP port; 0 picks a free one")] = 8765,
     host: Annotated[str, typer.Option("--host", help="HTTP interface")] = "127.0.0.1",
     data_dir: DataDir = None,
     market: Market = None,
@@ -76,12 +72,8 @@ def serve(
 @app.command()
 def agent(
     mode: Annotated[str, typer.Option("--mode", help="trade, scan, close or heartbeat")] = "trade",
-    force: Annotated[
-        bool, typer.Option("--force", help="run a cycle even when the market is closed")
-    ] = False,
-    url: Annotated[
-        str | None, typer.Option("--url", help="an HTTP server's /mcp URL (default: start one)")
-    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="run a cycle even when the market is closed")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="an HTTP server's /mcp URL (default: start one)")] = None,
     agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
     data_dir: DataDir = None,
     market: Market = None,

@@ -5,12 +5,13 @@ Precedence: command-line option > environment (``CATALYST_…``, nested with ``_
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from catalyst_mcp.domain.enums import BrokerKind, BrokerMode, Market
 from catalyst_mcp.domain.errors import OperatorNeeded
@@ -40,9 +41,7 @@ class SyncSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     database_url: SecretStr | None = None
     data_dir: Path | None = None
@@ -76,9 +75,10 @@ class Settings(BaseSettings):
 
 def _describe(error: Any) -> str:
     loc = [str(part) for part in error.get("loc", ())]
-    name = "CATALYST_" + "__".join(loc).upper() if loc else "settings"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"invalid setting {name}: {message}"
+    if not loc:
+        return message
+    return f"invalid setting CATALYST_{'__'.join(loc).upper()}: {message}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -90,3 +90,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise OperatorNeeded(_describe(exc.errors()[0])) from None
+    except SettingsError as exc:
+        field = re.search(r'field "([a-z_]+)"', str(exc))
+        name = f"CATALYST_{field.group(1).upper()}" if field else "a CATALYST_ variable"
+        raise OperatorNeeded(f"invalid setting {name}: cannot parse its value") from None

@@ -27,9 +27,7 @@ def render(view: StatusView) -> Group:
     for cycle in view.cycles:
         current = cycle.current_phase.value if cycle.current_phase else "-"
         parts.append(
-            Text(
-                f"{cycle.agent_id}  {cycle.cycle_id}  {cycle.mode.value}  {cycle.status.value}  at {current}"
-            )
+            Text(f"{cycle.agent_id}  {cycle.cycle_id}  {cycle.mode.value}  {cycle.status.value}  at {current}")
         )
         parts.append(Text(cycle.progress))
         table = Table(show_header=True, box=None, pad_edge=False)

@@ -161,9 +161,7 @@ async def run_cycle(
     cycle_mode = CycleMode(mode)
     steps = _Steps(client, reporter)
     try:
-        started = await steps.call(
-            "start_cycle", agent_id=agent_id, market=market, mode=cycle_mode, force=force
-        )
+        started = await steps.call("start_cycle", agent_id=agent_id, market=market, mode=cycle_mode, force=force)
     except ToolCallError as exc:
         return CycleOutcome(cycle_id=None, market_open=False, errors=tuple(steps.errors), failure=str(exc))
     market_open = bool(started.get("market_open"))
@@ -190,9 +188,7 @@ async def run_cycle(
         f"{cycle_mode.value}: {len(ideas)} ideas, {decisions.count('trade')} orders, "
         f"{decisions.count('skip')} skipped, {len(steps.errors)} tool errors"
     ) + (f"; {failure}" if failure else "")
-    status: Mapping[str, Any] | None = await steps.try_call(
-        "complete_cycle", cycle_id=cycle_id, summary=summary
-    )
+    status: Mapping[str, Any] | None = await steps.try_call("complete_cycle", cycle_id=cycle_id, summary=summary)
     if status is None:
         failure = failure or f"could not complete the cycle: {steps.errors[-1]}"
     final = await steps.try_call("workflow_status", cycle_id=cycle_id)
@@ -289,9 +285,7 @@ async def heartbeat(client: ToolClient, reporter: Reporter | None = None) -> dic
         "cycles": len(status.get("cycles") or []),
     }
     if reporter is not None:
-        reporter.step(
-            "workflow_status", f"{beat['broker_mode']}, trading {beat['trading_state']}, at {beat['time']}"
-        )
+        reporter.step("workflow_status", f"{beat['broker_mode']}, trading {beat['trading_state']}, at {beat['time']}")
     return beat
 
 

@@ -173,9 +173,7 @@ def _state(seed: int, instrument: Instrument, at: datetime, profile: MarketProfi
     f = _progress(profile, day, at)
     h = _uniforms(f"{seed}:{instrument.symbol}:{day}")
     # h[0]: closing noise, h[1]: relative volume, h[2..10]: amplitude, frequency, phase of three waves
-    wiggle = sum(
-        h[2 + j] * math.sin(2.0 * math.pi * ((1.0 + 4.0 * h[5 + j]) * f + h[8 + j])) for j in range(3)
-    )
+    wiggle = sum(h[2 + j] * math.sin(2.0 * math.pi * ((1.0 + 4.0 * h[5 + j]) * f + h[8 + j])) for j in range(3))
     log_mid = log_prev + f * (log_close - log_prev) + _INTRADAY_AMPLITUDE * math.sin(math.pi * f) * wiggle
     return _State(day, f, math.exp(log_prev), math.exp(log_mid), h)
 
@@ -253,8 +251,6 @@ def momentum_scan(
     for inst in instruments:
         st = day_stats(seed, inst, at, profile)
         score = (st.change_pct * st.relative_volume).quantize(_TWO_DP, ROUND_HALF_EVEN)
-        candidates.append(
-            Candidate(inst.symbol, st.last, st.change_pct, st.volume, st.relative_volume, score)
-        )
+        candidates.append(Candidate(inst.symbol, st.last, st.change_pct, st.volume, st.relative_volume, score))
     candidates.sort(key=lambda c: (-c.score, c.symbol))
     return candidates[:limit]

@@ -71,9 +71,7 @@ class SimExchange:
         if self._follow_wall:
             return wall
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT anchor_sim, anchor_wall FROM sim.clock WHERE market = $1", self._market
-            )
+            row = await conn.fetchrow("SELECT anchor_sim, anchor_wall FROM sim.clock WHERE market = $1", self._market)
             if row is None:
                 await conn.execute(
                     """INSERT INTO sim.clock (market, anchor_sim, anchor_wall) VALUES ($1, $2, $3)
@@ -136,9 +134,7 @@ class SimExchange:
             await self._match_resting(conn, now)
             cash = await self._ensure_account(conn)
             start = await self._account_start(conn)
-            rows = await conn.fetch(
-                "SELECT symbol, quantity FROM sim.positions WHERE market = $1", self._market
-            )
+            rows = await conn.fetch("SELECT symbol, quantity FROM sim.positions WHERE market = $1", self._market)
         value = Decimal(0)
         for r in rows:
             instrument = self._universe.get(r["symbol"])
@@ -225,9 +221,7 @@ class SimExchange:
         """Make the broker hold ``quantity`` (signed) of ``symbol``, as if traded elsewhere; 0 removes it."""
         async with self._pool.acquire() as conn:
             if quantity == 0:
-                await conn.execute(
-                    "DELETE FROM sim.positions WHERE market = $1 AND symbol = $2", self._market, symbol
-                )
+                await conn.execute("DELETE FROM sim.positions WHERE market = $1 AND symbol = $2", self._market, symbol)
                 return
             await conn.execute(
                 """INSERT INTO sim.positions (market, symbol, quantity, avg_entry_price)
@@ -294,9 +288,7 @@ class SimExchange:
             if instrument is not None:
                 await self._try_fill(conn, r["broker_order_id"], instrument, now)
 
-    async def _try_fill(
-        self, conn: Conn, broker_order_id: str, instrument: Instrument, now: datetime
-    ) -> None:
+    async def _try_fill(self, conn: Conn, broker_order_id: str, instrument: Instrument, now: datetime) -> None:
         """Fill an open order completely if its price is reachable; reject it if the account can't pay."""
         order = await conn.fetchrow("SELECT * FROM sim.orders WHERE broker_order_id = $1", broker_order_id)
         assert order is not None
@@ -346,12 +338,8 @@ class SimExchange:
             self._market,
             instrument.symbol,
         )
-        await conn.execute(
-            "UPDATE sim.accounts SET cash = cash - $2 WHERE market = $1", self._market, signed * price
-        )
-        sequence = await conn.fetchval(
-            "SELECT count(*) + 1 FROM sim.fills WHERE broker_order_id = $1", broker_order_id
-        )
+        await conn.execute("UPDATE sim.accounts SET cash = cash - $2 WHERE market = $1", self._market, signed * price)
+        sequence = await conn.fetchval("SELECT count(*) + 1 FROM sim.fills WHERE broker_order_id = $1", broker_order_id)
         await conn.execute(
             """INSERT INTO sim.fills (fill_id, broker_order_id, symbol, side, quantity, price, filled_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7)""",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 
 
 def plain(value: Decimal) -> str:
     """A decimal in plain notation without trailing zeros: ``100``, ``190.12``, never ``1E+2``."""
     if not value.is_finite():
         raise ValueError(f"not a finite decimal: {value}")
-    text = format(value.normalize(), "f")
+    exact = Context(prec=max(28, len(value.as_tuple().digits)))
+    text = format(value.normalize(exact), "f")
     return "0" if text in ("-0", "0") else text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from catalyst_mcp.domain.enums import CycleState
@@ -43,7 +43,7 @@ SYMBOLS: dict[PhaseStatus, str] = {
     PhaseStatus.IN_PROGRESS: "→",
     PhaseStatus.FAILED: "✗",
     PhaseStatus.SKIPPED: "–",
-    PhaseStatus.PENDING: " ",
+    PhaseStatus.PENDING: "",
 }
 
 TOOL_PHASE: dict[str, Phase] = {
@@ -109,11 +109,11 @@ def fold(events: Iterable[PhaseEvent], state: CycleState) -> tuple[Phase | None,
         latest = seen[-1]
         started = min(e.started_at for e in seen)
         completed = max(e.completed_at for e in seen)
-        duration = int((completed - started).total_seconds() * 1000)
+        duration = (completed - started) // timedelta(milliseconds=1)
         views.append(PhaseView(phase, latest.status, started, completed, duration, latest.detail))
     return current, tuple(views)
 
 
 def progress_bar(views: Sequence[PhaseView]) -> str:
     """``[✓ INIT][✓ PORTFOLIO][→ SCAN][ ANALYZE]…`` for the ten phases."""
-    return "".join(f"[{SYMBOLS[v.status]} {v.name.value}]" for v in views)
+    return "".join(f"[{SYMBOLS[v.status]} {v.name.value}]" for v in views)  # pending: "[ ANALYZE]"

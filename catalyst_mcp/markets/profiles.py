@@ -305,9 +305,7 @@ HK_PROFILE: Final = MarketProfile(
     cycle_prefix="hk",
 )
 
-PROFILES: Final[Mapping[Market, MarketProfile]] = MappingProxyType(
-    {Market.US: US_PROFILE, Market.HK: HK_PROFILE}
-)
+PROFILES: Final[Mapping[Market, MarketProfile]] = MappingProxyType({Market.US: US_PROFILE, Market.HK: HK_PROFILE})
 
 
 def profile_for(market: Market | str) -> MarketProfile:
@@ -317,6 +315,4 @@ def profile_for(market: Market | str) -> MarketProfile:
     try:
         return PROFILES[Market(str(market).strip().upper())]
     except ValueError:
-        raise ValueError(
-            f"unknown market {market!r}: expected one of {', '.join(m.value for m in Market)}"
-        ) from None
+        raise ValueError(f"unknown market {market!r}: expected one of {', '.join(m.value for m in Market)}") from None

@@ -8,7 +8,7 @@ from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.errors import InvalidInput
 
 _US = re.compile(r"^[A-Z]{1,5}(\.[A-Z]{1,2})?$")
-_HK = re.compile(r"^(?:HK\.)?(\d{1,5})(?:\.HK)?$")
+_HK = re.compile(r"^(?:HK\.)?([0-9]{1,5})(?:\.HK)?$")
 
 
 def normalise_symbol(market: Market, raw: str) -> str:

@@ -53,14 +53,10 @@ def diff(book: Iterable[Position], broker: Iterable[BrokerPosition]) -> SyncPlan
         if mine is not None and theirs is None:
             changes.append(Change(ChangeKind.PHANTOM, symbol, mine.signed_quantity, Decimal(0), None))
         elif mine is None and theirs is not None:
-            changes.append(
-                Change(ChangeKind.MISSING, symbol, Decimal(0), theirs.quantity, theirs.avg_entry_price)
-            )
+            changes.append(Change(ChangeKind.MISSING, symbol, Decimal(0), theirs.quantity, theirs.avg_entry_price))
         elif mine is not None and theirs is not None and mine.signed_quantity != theirs.quantity:
             changes.append(
-                Change(
-                    ChangeKind.QUANTITY, symbol, mine.signed_quantity, theirs.quantity, theirs.avg_entry_price
-                )
+                Change(ChangeKind.QUANTITY, symbol, mine.signed_quantity, theirs.quantity, theirs.avg_entry_price)
             )
     return SyncPlan(tuple(changes), len(held))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from catalyst_mcp.config import RiskLimits
 from catalyst_mcp.domain.decimals import floor_to, plain
@@ -27,12 +27,30 @@ class RiskSnapshot:
     now: datetime
 
     @property
+    def held(self) -> Decimal:
+        """The book's signed quantity of the symbol (negative = short)."""
+        position = self.positions.get(self.intent.symbol)
+        return Decimal(0) if position is None else position.signed_quantity
+
+    @property
+    def after(self) -> Decimal:
+        """The signed quantity once the order fills completely."""
+        signed = self.intent.quantity if self.intent.side is Side.BUY else -self.intent.quantity
+        return self.held + signed
+
+    @property
     def is_entry(self) -> bool:
-        """True when the order opens or grows a position (a buy, or a sell beyond the long holding)."""
-        held = self.positions.get(self.intent.symbol)
-        if self.intent.side is Side.BUY:
-            return held is None or held.side is PositionSide.LONG
-        return held is None or held.side is PositionSide.SHORT or self.intent.quantity > held.quantity
+        """True when the order opens, grows or flips a position; False when it only shrinks or closes one."""
+        held, after = self.held, self.after
+        if after == 0:
+            return False
+        if held == 0 or (after > 0) != (held > 0):
+            return True
+        return abs(after) > abs(held)
+
+    @property
+    def entry_is_long(self) -> bool:
+        return self.after > 0
 
     @property
     def reference_price(self) -> Decimal | None:
@@ -163,16 +181,15 @@ def max_position_value(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _ok("max_position_value", plain(cap), None, "exit: not limited")
     if notional is None:
         return _fail("max_position_value", plain(cap), None, "no price to value the order at")
-    held = s.positions.get(s.intent.symbol)
-    existing = held.quantity * (s.reference_price or Decimal(0)) if held is not None else Decimal(0)
-    total = notional + existing
+    price = s.reference_price
+    assert price is not None  # notional is not None
+    total = abs(s.after) * price
     if total > cap:
         return _fail(
             "max_position_value",
             plain(cap),
             plain(total.quantize(Decimal("0.01"))),
-            f"position value {plain(total.quantize(Decimal('0.01')))} would exceed the maximum"
-            f" of {plain(cap)}",
+            f"position value {plain(total.quantize(Decimal('0.01')))} would exceed the maximum of {plain(cap)}",
         )
     return _ok("max_position_value", plain(cap), plain(total.quantize(Decimal("0.01"))))
 
@@ -202,8 +219,7 @@ def buying_power(s: RiskSnapshot, _: RiskLimits) -> Check:
             "buying_power",
             plain(available),
             plain(notional.quantize(Decimal("0.01"))),
-            f"order value {plain(notional.quantize(Decimal('0.01')))} exceeds buying power"
-            f" {plain(available)}",
+            f"order value {plain(notional.quantize(Decimal('0.01')))} exceeds buying power {plain(available)}",
         )
     return _ok("buying_power", plain(available), plain(notional.quantize(Decimal("0.01"))))
 
@@ -218,7 +234,7 @@ def stop_loss(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _ok("stop_loss", None, None)
     if price is None:
         return _fail("stop_loss", None, plain(intent.stop_loss), "no price to place the stop against")
-    long_entry = intent.side is Side.BUY
+    long_entry = s.entry_is_long
     wrong = intent.stop_loss >= price if long_entry else intent.stop_loss <= price
     if wrong:
         where = "below" if long_entry else "above"
@@ -235,7 +251,7 @@ def take_profit(s: RiskSnapshot, _: RiskLimits) -> Check:
     intent, price = s.intent, s.reference_price
     if intent.take_profit is None or not s.is_entry or price is None:
         return _ok("take_profit", None, None if intent.take_profit is None else plain(intent.take_profit))
-    long_entry = intent.side is Side.BUY
+    long_entry = s.entry_is_long
     wrong = intent.take_profit <= price if long_entry else intent.take_profit >= price
     where = "above" if long_entry else "below"
     if wrong:
@@ -262,24 +278,33 @@ RULES: tuple[Rule, ...] = (
     take_profit,
 )
 
-_SIZE_RULES = frozenset({"max_position_value", "buying_power", "max_order_shares"})
+_SIZE_RULES = frozenset({"max_position_value", "buying_power", "max_order_shares", "long_only"})
 
 
 def suggest_quantity(s: RiskSnapshot, limits: RiskLimits) -> Decimal | None:
     """The largest whole-lot quantity the size rules allow, or None when there is none."""
     price, lot = s.reference_price, s.lot_size
-    if price is None or lot is None or price <= 0 or s.intent.side is not Side.BUY:
+    if price is None or lot is None or price <= 0:
         return None
-    held = s.positions.get(s.intent.symbol)
-    room = limits.max_position_value - (held.quantity * price if held is not None else Decimal(0))
-    budget = min(room, s.account.buying_power)
-    qty = min(floor_to(budget / price, lot), floor_to(limits.max_order_shares, lot))
+    held = s.held
+    caps = [limits.max_order_shares]
+    if s.intent.side is Side.BUY:
+        caps.append(s.account.buying_power / price)
+        # the position after the buy, long or (when covering) what is left short, stays within the cap
+        caps.append(limits.max_position_value / price - held)
+    else:
+        caps.append(limits.max_position_value / price + held)
+        if not limits.allow_short:
+            caps.append(max(held, Decimal(0)))
+    qty = floor_to(min(caps), lot)
     return qty if qty > 0 else None
 
 
 def evaluate(snapshot: RiskSnapshot, limits: RiskLimits) -> RiskDecision:
     """Run every rule; approve only if all pass. A size-only refusal carries a suggested quantity."""
-    checks = tuple(rule(snapshot, limits) for rule in RULES)
-    failed = {c.rule for c in checks if not c.passed}
-    suggestion = suggest_quantity(snapshot, limits) if failed and failed <= _SIZE_RULES else None
-    return RiskDecision(approved=not failed, checks=checks, suggested_quantity=suggestion)
+    with localcontext() as ctx:
+        ctx.prec = 80  # an absurd quantity is refused by a rule, not by a decimal overflow
+        checks = tuple(rule(snapshot, limits) for rule in RULES)
+        failed_rules = {c.rule for c in checks if not c.passed}
+        suggestion = suggest_quantity(snapshot, limits) if failed_rules and failed_rules <= _SIZE_RULES else None
+    return RiskDecision(approved=not failed_rules, checks=checks, suggested_quantity=suggestion)

@@ -290,9 +290,7 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
             if out.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
                 call.add(Phase.EXECUTE, PhaseStatus.FAILED, out.reason or out.status.value)
             else:
-                call.add(
-                    Phase.EXECUTE, PhaseStatus.COMPLETED, f"order {out.client_order_id} {out.status.value}"
-                )
+                call.add(Phase.EXECUTE, PhaseStatus.COMPLETED, f"order {out.client_order_id} {out.status.value}")
                 if out.status is OrderStatus.FILLED:
                     call.add(
                         Phase.MONITOR,
@@ -301,9 +299,7 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
                         "position under exit-signal watch",
                     )
                 else:
-                    call.add(
-                        Phase.MONITOR, PhaseStatus.IN_PROGRESS, f"order {out.status.value}: awaiting fill"
-                    )
+                    call.add(Phase.MONITOR, PhaseStatus.IN_PROGRESS, f"order {out.status.value}: awaiting fill")
             return out
 
         return await run(ctx, "execute_trade", cycle_id, body, needs_trade_mode=True)

@@ -30,7 +30,5 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level=settings.log_level.lower(), lifespan="on", access_log=False
-    )
+    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower(), lifespan="on", access_log=False)
     await _AnnouncingServer(config, f"http://{host}:{bound_port}/mcp").serve(sockets=[sock])

@@ -34,6 +34,7 @@ def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
 
 def _describe(error: ErrorDetails) -> str:
     name = ".".join(str(part) for part in error["loc"]) or "arguments"
+    name = repr(name)[1:-1][:64]  # a caller's key may hold line breaks; keep the complaint on one line
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"unknown argument '{name}'"

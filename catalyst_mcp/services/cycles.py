@@ -63,9 +63,7 @@ async def start_cycle(
     except asyncpg.UniqueViolationError:
         raise Conflict(f"agent {agent_id} already has an active cycle: complete it first") from None
     sync = await sync_positions(rt, dry_run=False, force=False, cycle_id=cycle_id, caller=caller)
-    detail = f"mode {mode.value}; sync {sync.sync_id}: " + (
-        sync.refused or f"{len(sync.plan.changes)} changes"
-    )
+    detail = f"mode {mode.value}; sync {sync.sync_id}: " + (sync.refused or f"{len(sync.plan.changes)} changes")
     await workflow.record(
         rt,
         cycle_id,
@@ -95,9 +93,7 @@ async def log_decision(
     return decision_id
 
 
-async def complete_cycle(
-    rt: Runtime, *, cycle_id: str, summary: str | None, caller: Caller
-) -> workflow.CycleView:
+async def complete_cycle(rt: Runtime, *, cycle_id: str, summary: str | None, caller: Caller) -> workflow.CycleView:
     await workflow.require_active_cycle(rt, cycle_id)
     now = rt.clock.now()
     async with rt.pool.acquire() as conn, conn.transaction():

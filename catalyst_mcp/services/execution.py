@@ -32,9 +32,7 @@ def parse_approval_id(raw: str) -> uuid.UUID:
     try:
         value = uuid.UUID(raw)
     except (ValueError, AttributeError):
-        raise InvalidInput(
-            f"malformed approval_id {raw!r}: expected the UUID returned by check_risk"
-        ) from None
+        raise InvalidInput(f"malformed approval_id {raw!r}: expected the UUID returned by check_risk") from None
     if value.version != 4 or str(value) != raw.strip().lower():
         raise InvalidInput(f"malformed approval_id {raw!r}: expected the UUID returned by check_risk")
     return value
@@ -54,9 +52,7 @@ class ExecutionResult:
     reason: str | None  # why no order was sent, when the re-check refused it
 
 
-async def execute_trade(
-    rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller
-) -> ExecutionResult:
+async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
     now = rt.clock.now()
     args = {"approval_id": str(approval_id), **({"cycle_id": cycle_id} if cycle_id else {})}
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -71,8 +67,7 @@ async def execute_trade(
                 raise InvalidInput(f"approval {approval_id} was already used")
             if now >= approval.expires_at:
                 raise InvalidInput(
-                    f"approval {approval_id} expired at {approval.expires_at.isoformat()};"
-                    " run check_risk again"
+                    f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
                 )
             refusal = await _recheck(rt, conn)
             if refusal is not None:
@@ -116,9 +111,7 @@ async def _recheck(rt: Runtime, conn: repos.Conn) -> str | None:
     return None
 
 
-async def _submit_and_record(
-    rt: Runtime, approval: ApprovalRecord, order: OrderRecord, caller: Caller
-) -> OrderRecord:
+async def _submit_and_record(rt: Runtime, approval: ApprovalRecord, order: OrderRecord, caller: Caller) -> OrderRecord:
     broker_order: BrokerOrder | None
     if order.status is OrderStatus.PENDING:
         broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
@@ -152,9 +145,7 @@ async def record_broker_order(
         applied = Decimal(0)
         for fill in broker_order.fills:
             if await repos.insert_fill(conn, order.order_id, fill):
-                await repos.apply_fill_to_book(
-                    conn, rt.profile.market, fill, intent.stop_loss, intent.take_profit
-                )
+                await repos.apply_fill_to_book(conn, rt.profile.market, fill, intent.stop_loss, intent.take_profit)
                 applied += fill.quantity
         reason = "rejected by the broker" if broker_order.status is OrderStatus.REJECTED else None
         updated = await repos.update_order(

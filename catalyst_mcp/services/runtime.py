@@ -60,9 +60,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     profile = profile_for(settings.market)
     await anyio.to_thread.run_sync(profile.warm_up)
     if settings.broker is not BrokerKind.SIM:
-        raise OperatorNeeded(
-            f"broker {settings.broker.value!r} is not available yet; use CATALYST_BROKER=sim"
-        )
+        raise OperatorNeeded(f"broker {settings.broker.value!r} is not available yet; use CATALYST_BROKER=sim")
     async with open_pool(settings) as pool:
         sim = SimExchange(
             pool,

@@ -68,9 +68,7 @@ async def sync_positions(
             caller,
             args,
         )
-    broker = [
-        BrokerPosition(normalise_symbol(market, b.symbol), b.quantity, b.avg_entry_price) for b in snapshot
-    ]
+    broker = [BrokerPosition(normalise_symbol(market, b.symbol), b.quantity, b.avg_entry_price) for b in snapshot]
     async with rt.pool.acquire() as conn, conn.transaction():
         await lock_book(conn, market.value)
         book = await repos.open_positions(conn, market, for_update=True)
@@ -80,15 +78,11 @@ async def sync_positions(
                 "SELECT DISTINCT symbol FROM orders WHERE market = $1 AND status = 'pending'", market.value
             )
         }
-        plan = diff(
-            [p for p in book if p.symbol not in skipped], [b for b in broker if b.symbol not in skipped]
-        )
+        plan = diff([p for p in book if p.symbol not in skipped], [b for b in broker if b.symbol not in skipped])
         details = [describe(c) for c in plan.changes]
         details += [f"{s}: an order is in flight; left for the next sync" for s in sorted(skipped)]
         refused = None
-        if not force and looks_like_outage(
-            plan, rt.settings.sync.outage_share, rt.settings.sync.outage_min_positions
-        ):
+        if not force and looks_like_outage(plan, rt.settings.sync.outage_share, rt.settings.sync.outage_min_positions):
             refused = (
                 f"the broker reports none of {len(plan.of(ChangeKind.PHANTOM))} of {plan.book_size}"
                 " open positions: a probable outage; nothing changed (force=true overrides)"

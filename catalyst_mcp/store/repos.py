@@ -84,9 +84,7 @@ async def abandon_idle_cycles(conn: Conn, idle_before: datetime) -> list[str]:
     return [r["cycle_id"] for r in rows]
 
 
-async def finish_cycle(
-    conn: Conn, cycle_id: str, state: CycleState, summary: str | None, at: datetime
-) -> CycleRecord:
+async def finish_cycle(conn: Conn, cycle_id: str, state: CycleState, summary: str | None, at: datetime) -> CycleRecord:
     row = await conn.fetchrow(
         """UPDATE cycles SET status = $2, summary = COALESCE($3, summary), completed_at = $4, updated_at = $4
            WHERE cycle_id = $1 RETURNING *""",
@@ -133,9 +131,7 @@ async def cycle_events(conn: Conn, cycle_ids: Sequence[str]) -> dict[str, list[P
     out: dict[str, list[PhaseEvent]] = {c: [] for c in cycle_ids}
     for r in rows:
         out[r["cycle_id"]].append(
-            PhaseEvent(
-                Phase(r["phase"]), PhaseStatus(r["status"]), r["started_at"], r["completed_at"], r["detail"]
-            )
+            PhaseEvent(Phase(r["phase"]), PhaseStatus(r["status"]), r["started_at"], r["completed_at"], r["detail"])
         )
     return out
 

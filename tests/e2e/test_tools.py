@@ -45,11 +45,9 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         (False, True, True, True),
         {"dry_run", "force", "cycle_id"},
         set(),
-        {
-            "phantoms_closed", "missing_added", "quantity_updated", "changes_made", "sync_id", "dry_run",
-            "refused", "details",
-        },
-    ),  # fmt: skip
+        {"phantoms_closed", "missing_added", "quantity_updated", "changes_made"}
+        | {"sync_id", "dry_run", "refused", "details"},
+    ),
     "scan_market": ((True, False, True, True), {"cycle_id", "limit"}, set(), {"candidates", "tier"}),
     "get_quote": (
         (True, False, True, True),
@@ -61,20 +59,16 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         (True, False, False, True),
         {"symbol", "side", "quantity", "order_type", "limit_price", "stop_loss", "take_profit", "cycle_id"},
         {"symbol", "side", "quantity", "order_type"},
-        {
-            "approved", "approval_id", "expires_at", "intent", "checks", "reasons", "suggested_quantity",
-            "limits_version",
-        },
-    ),  # fmt: skip
+        {"approved", "approval_id", "expires_at", "intent", "checks", "reasons"}
+        | {"suggested_quantity", "limits_version"},
+    ),
     "execute_trade": (
         (False, True, True, True),
         {"approval_id", "cycle_id"},
         {"approval_id"},
-        {
-            "status", "order_id", "client_order_id", "broker_order_id", "symbol", "side", "quantity",
-            "filled_quantity", "avg_fill_price", "position", "replayed",
-        },
-    ),  # fmt: skip
+        {"status", "order_id", "client_order_id", "broker_order_id", "symbol", "side", "quantity"}
+        | {"filled_quantity", "avg_fill_price", "position", "replayed"},
+    ),
     "log_decision": (
         (False, False, False, False),
         {"cycle_id", "decision", "reasoning", "symbol"},
@@ -85,11 +79,9 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         (False, False, True, False),
         {"cycle_id", "summary"},
         {"cycle_id"},
-        {
-            "cycle_id", "agent_id", "market", "mode", "status", "current_phase", "started_at", "updated_at",
-            "phases", "progress",
-        },
-    ),  # fmt: skip
+        {"cycle_id", "agent_id", "market", "mode", "status", "current_phase", "started_at"}
+        | {"updated_at", "phases", "progress"},
+    ),
     "workflow_status": (
         (True, False, True, False),
         {"cycle_id", "agent_id"},
@@ -285,6 +277,20 @@ async def test_workflow_status_gives_the_ten_phases_in_order_while_a_cycle_runs(
     assert check_wire_format(status) >= 4
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: catalyst_mcp/domain/phases.py progress_bar renders a pending phase as '[  SCAN]' (the pending "
+    "symbol is a space and the separator adds a second); DESIGN.md section 3 documents '[ SCAN]'",
+)
+async def test_a_running_cycle_shows_pending_phases_as_the_documented_progress_bar(tools: Tools) -> None:
+    cycle_id = await tools.start_cycle()
+    await tools.ok("get_portfolio", {"cycle_id": cycle_id})
+
+    status = await tools.ok("workflow_status", {"cycle_id": cycle_id})
+
+    assert status["cycles"][0]["progress"] == "[✓ INIT][✓ PORTFOLIO]" + "".join(f"[ {p}]" for p in PHASES[2:])
+
+
 async def test_workflow_status_on_a_fresh_database_lists_no_cycles_and_paper_mode(tools: Tools) -> None:
     status = await tools.ok("workflow_status", {})
     assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": []}
@@ -470,9 +476,7 @@ async def test_a_scan_cycle_refuses_to_execute_an_approval(tools: Tools, book: B
     assert await book.value("SELECT used_at FROM risk_decisions WHERE approved") is None
 
 
-async def test_timestamps_are_utc_even_for_a_clock_given_in_another_zone(
-    tools: Tools, clock: FixedClock
-) -> None:
+async def test_timestamps_are_utc_even_for_a_clock_given_in_another_zone(tools: Tools, clock: FixedClock) -> None:
     clock.set(clock.now().astimezone(ZoneInfo("America/New_York")))
     cycle_id = await tools.start_cycle()
     status = await tools.ok("workflow_status", {"cycle_id": cycle_id})

@@ -13,9 +13,7 @@ from mcp import Client, StdioServerParameters
 
 pytestmark = pytest.mark.anyio
 
-FULL_BAR = (
-    "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
-)
+FULL_BAR = "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
 
 
 def server_env(database_url: str) -> dict[str, str]:

@@ -20,14 +20,10 @@ from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services.runtime import open_runtime
 
-FULL_BAR = (
-    "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
-)
+FULL_BAR = "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
 
 
-def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
     base["CATALYST_LOG_LEVEL"] = "WARNING"
     return subprocess.run(
@@ -57,7 +53,7 @@ def test_status_json_reports_the_cycle_the_agent_ran(database_url: str) -> None:
     assert status["broker_mode"] == "paper"
     [cycle] = status["cycles"]
     assert cycle["agent_id"] == "scanner" and cycle["status"] == "completed" and cycle["mode"] == "scan"
-    assert [p["name"] for p in cycle["phases"]][0] == "INIT" and len(cycle["phases"]) == 10
+    assert cycle["phases"][0]["name"] == "INIT" and len(cycle["phases"]) == 10
     # a scan cycle never decides or executes
     by_name = {p["name"]: p["status"] for p in cycle["phases"]}
     assert by_name["EXECUTE"] == "skipped" and by_name["SCAN"] == "completed"
@@ -88,9 +84,7 @@ def test_reset_wipes_the_book_and_the_simulated_broker(database_url: str) -> Non
         ({"CATALYST_SIM_SEED": "seven"}, "CATALYST_SIM_SEED"),
     ],
 )
-def test_invalid_settings_stop_start_up_with_one_line_naming_the_setting(
-    env: dict[str, str], named: str
-) -> None:
+def test_invalid_settings_stop_start_up_with_one_line_naming_the_setting(env: dict[str, str], named: str) -> None:
     done = cli("serve", env=env, timeout=30)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

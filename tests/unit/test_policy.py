@@ -31,9 +31,7 @@ PARAMS = PolicyParams()
 
 
 def account(equity: str = "100000", buying_power: str | None = None) -> AccountView:
-    return AccountView(
-        cash=D(equity), equity=D(equity), buying_power=D(buying_power or equity), currency="USD"
-    )
+    return AccountView(cash=D(equity), equity=D(equity), buying_power=D(buying_power or equity), currency="USD")
 
 
 def candidate(symbol: str, price: str, score: str = "1") -> ScanCandidate:
@@ -121,9 +119,7 @@ def test_quantities_are_whole_lots_rounded_down() -> None:
 
 def test_a_candidate_whose_quantity_rounds_to_zero_is_skipped_and_the_next_one_taken() -> None:
     ideas = propose(
-        context(
-            [candidate("BRK.A", "600000", "9"), candidate("AAPL", "190", "2"), candidate("MSFT", "400", "1")]
-        ),
+        context([candidate("BRK.A", "600000", "9"), candidate("AAPL", "190", "2"), candidate("MSFT", "400", "1")]),
         PARAMS,
     )
     assert [i.symbol for i in ideas] == ["AAPL", "MSFT"]
@@ -131,9 +127,7 @@ def test_a_candidate_whose_quantity_rounds_to_zero_is_skipped_and_the_next_one_t
 
 
 def test_buying_power_limits_the_total_of_new_positions() -> None:
-    ideas = propose(
-        context([candidate("AAA", "100", "2"), candidate("BBB", "100", "1")], buying_power="7000"), PARAMS
-    )
+    ideas = propose(context([candidate("AAA", "100", "2"), candidate("BBB", "100", "1")], buying_power="7000"), PARAMS)
     assert [(i.symbol, i.quantity) for i in ideas] == [("AAA", D(50)), ("BBB", D(20))]
 
 
@@ -210,9 +204,7 @@ def test_a_long_at_its_stop_gets_a_sell_for_its_whole_quantity() -> None:
 
 def test_a_long_at_or_above_its_target_gets_a_sell() -> None:
     ideas = propose(
-        context(
-            [], positions=(held("AT", mark="106"), held("ABOVE", mark="110"), held("INSIDE", mark="105.99"))
-        ),
+        context([], positions=(held("AT", mark="106"), held("ABOVE", mark="110"), held("INSIDE", mark="105.99"))),
         PARAMS,
     )
     assert [(i.symbol, i.side) for i in ideas] == [("ABOVE", Side.SELL), ("AT", Side.SELL)]
@@ -303,9 +295,7 @@ def test_tool_results_with_decimal_strings_become_a_context() -> None:
     }
     row = {"symbol": "AAPL", "price": "190.12", "change_pct": "2.1", "volume": 1000, "relative_volume": "1.8"}
     scan = {"candidates": [{**row, "score": "2.5"}], "tier": 1}
-    ctx = build_context(
-        portfolio, scan, [{"symbol": "AAPL", "bid": "190.1", "ask": "190.12", "last": "190.11"}]
-    )
+    ctx = build_context(portfolio, scan, [{"symbol": "AAPL", "bid": "190.1", "ask": "190.12", "last": "190.11"}])
     assert ctx.account.buying_power == D("5000.50")
     assert ctx.positions[0].stop_loss == D("194.10") and ctx.positions[0].take_profit is None
     assert ctx.candidates[0].score == D("2.5") and ctx.candidates[0].volume == D(1000)

@@ -148,9 +148,7 @@ def test_hk_prices_stand_still_during_the_lunch_break() -> None:
 
 @settings(max_examples=200)
 @given(pick=instruments, seed=seeds, at=times)
-def test_a_days_change_is_a_few_percent_at_most(
-    pick: tuple[Market, Instrument], seed: int, at: datetime
-) -> None:
+def test_a_days_change_is_a_few_percent_at_most(pick: tuple[Market, Instrument], seed: int, at: datetime) -> None:
     market, inst = pick
     stats = day_stats(seed, inst, at, PROFILES[market])
     assert abs(stats.change_pct) < 5
