@@ -72,12 +72,7 @@ async def sync_positions(
     async with rt.pool.acquire() as conn, conn.transaction():
         await lock_book(conn, market.value)
         book = await repos.open_positions(conn, market, for_update=True)
-        skipped = {
-            r["symbol"]
-            for r in await conn.fetch(
-                "SELECT DISTINCT symbol FROM orders WHERE market = $1 AND status = 'pending'", market.value
-            )
-        }
+        skipped = await repos.symbols_with_open_orders(conn, market)
         plan = diff([p for p in book if p.symbol not in skipped], [b for b in broker if b.symbol not in skipped])
         details = [describe(c) for c in plan.changes]
         details += [f"{s}: an order is in flight; left for the next sync" for s in sorted(skipped)]

@@ -448,6 +448,15 @@ async def update_order(
     return _order(row)
 
 
+async def symbols_with_open_orders(conn: Conn, market: Market) -> set[str]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT symbol FROM orders
+           WHERE market = $1 AND status IN ('pending', 'accepted', 'partially_filled')""",
+        market.value,
+    )
+    return {r["symbol"] for r in rows}
+
+
 async def insert_fill(conn: Conn, order_id: int, fill: Fill) -> bool:
     """Record a fill once; returns False when it was already recorded."""
     result = await conn.execute(
