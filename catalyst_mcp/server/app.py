@@ -40,8 +40,13 @@ where every agent's cycle is."""
 
 T = TypeVar("T")
 
-Quantity = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, description="shares, a positive decimal")]
-Price = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, description="a positive decimal price")]
+# The upper bounds only keep absurd magnitudes out of the arithmetic; the risk rules refuse far smaller ones.
+Quantity = Annotated[
+    Decimal, Field(gt=0, le=Decimal("1e12"), allow_inf_nan=False, description="shares, a positive decimal")
+]
+Price = Annotated[
+    Decimal, Field(gt=0, le=Decimal("1e9"), allow_inf_nan=False, description="a positive decimal price")
+]
 SymbolArg = Annotated[str, Field(min_length=1, max_length=16, description="e.g. AAPL, BRK.B, 00700")]
 CycleIdArg = Annotated[str, Field(max_length=64, description="the cycle_id returned by start_cycle")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalyst_mcp.domain.enums import BrokerMode, OrderStatus
 from catalyst_mcp.domain.models import Candidate, Position, Quote
-from catalyst_mcp.reconcile.diff import ChangeKind
+from catalyst_mcp.reconcile.diff import ChangeKind, SyncPlan
 from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
 from catalyst_mcp.services.cycles import StartResult
@@ -15,7 +15,8 @@ from catalyst_mcp.services.workflow import CycleView, StatusView
 
 
 def sync_out(result: SyncResult) -> m.SyncOut:
-    plan = result.plan
+    """A dry run lists what it would change; a refused run lists nothing (its plan is in details)."""
+    plan = SyncPlan((), result.plan.book_size) if result.refused else result.plan
     return m.SyncOut(
         phantoms_closed=[c.symbol for c in plan.of(ChangeKind.PHANTOM)],
         missing_added=[c.symbol for c in plan.of(ChangeKind.MISSING)],

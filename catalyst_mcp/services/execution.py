@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderStatus, TradingState
+from catalyst_mcp.domain.enums import CycleState, OrderStatus, TradingState
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position
 from catalyst_mcp.services.audit import Caller, audit
@@ -59,8 +59,14 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
         approval = await repos.lock_approval(conn, approval_id)
         if approval is None:
             raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
-        if cycle_id is not None and approval.cycle_id is not None and approval.cycle_id != cycle_id:
-            raise InvalidInput(f"approval {approval_id} belongs to cycle {approval.cycle_id}, not {cycle_id}")
+        if approval.cycle_id is not None:
+            if cycle_id is not None and approval.cycle_id != cycle_id:
+                raise InvalidInput(f"approval {approval_id} belongs to cycle {approval.cycle_id}, not {cycle_id}")
+            owner = await repos.get_cycle(conn, approval.cycle_id)
+            if owner is not None and owner.status is not CycleState.ACTIVE:
+                raise InvalidInput(
+                    f"approval {approval_id} belongs to cycle {approval.cycle_id}, which is {owner.status.value}"
+                )
         existing = await repos.order_by_approval(conn, approval_id)
         if existing is None:
             if approval.used_at is not None:

@@ -26,15 +26,17 @@ class SyncResult:
     details: tuple[str, ...]
 
 
-def describe(change: Change) -> str:
+def describe(change: Change, *, applied: bool = True) -> str:
     if change.kind is ChangeKind.PHANTOM:
-        return f"{change.symbol}: in the book ({plain(change.book_quantity)}) but not at the broker: closed"
-    if change.kind is ChangeKind.MISSING:
-        return f"{change.symbol}: at the broker ({plain(change.broker_quantity)}) but not in the book: added"
-    return (
-        f"{change.symbol}: book {plain(change.book_quantity)}, broker {plain(change.broker_quantity)}:"
-        " set to the broker's"
-    )
+        what = f"{change.symbol}: in the book ({plain(change.book_quantity)}) but not at the broker"
+        action = "closed"
+    elif change.kind is ChangeKind.MISSING:
+        what = f"{change.symbol}: at the broker ({plain(change.broker_quantity)}) but not in the book"
+        action = "added"
+    else:
+        what = f"{change.symbol}: book {plain(change.book_quantity)}, broker {plain(change.broker_quantity)}"
+        action = "set to the broker's"
+    return f"{what}: {action if applied else 'would be ' + action}"
 
 
 def _plan_json(plan: SyncPlan) -> list[dict[str, Any]]:
@@ -74,8 +76,6 @@ async def sync_positions(
         book = await repos.open_positions(conn, market, for_update=True)
         skipped = await repos.symbols_with_open_orders(conn, market)
         plan = diff([p for p in book if p.symbol not in skipped], [b for b in broker if b.symbol not in skipped])
-        details = [describe(c) for c in plan.changes]
-        details += [f"{s}: an order is in flight; left for the next sync" for s in sorted(skipped)]
         refused = None
         if not force and looks_like_outage(plan, rt.settings.sync.outage_share, rt.settings.sync.outage_min_positions):
             refused = (
@@ -83,6 +83,8 @@ async def sync_positions(
                 " open positions: a probable outage; nothing changed (force=true overrides)"
             )
         apply = refused is None and not dry_run
+        details = [describe(c, applied=apply) for c in plan.changes]
+        details += [f"{s}: an order is in flight; left for the next sync" for s in sorted(skipped)]
         if apply:
             by_symbol = {p.symbol: p for p in book}
             for change in plan.changes:

@@ -277,11 +277,6 @@ async def test_workflow_status_gives_the_ten_phases_in_order_while_a_cycle_runs(
     assert check_wire_format(status) >= 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: catalyst_mcp/domain/phases.py progress_bar renders a pending phase as '[  SCAN]' (the pending "
-    "symbol is a space and the separator adds a second); DESIGN.md section 3 documents '[ SCAN]'",
-)
 async def test_a_running_cycle_shows_pending_phases_as_the_documented_progress_bar(tools: Tools) -> None:
     cycle_id = await tools.start_cycle()
     await tools.ok("get_portfolio", {"cycle_id": cycle_id})
