@@ -41,7 +41,9 @@ class SyncSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     database_url: SecretStr | None = None
     data_dir: Path | None = None
@@ -55,6 +57,12 @@ class Settings(BaseSettings):
     sim_clock: Literal["session", "wall"] = "session"
     sim_starting_cash: Money = Decimal("100000")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Alpaca: keys under Alpaca's own names; the URLs point the adapter at another endpoint (an emulator).
+    alpaca_key_id: SecretStr | None = Field(default=None, validation_alias="APCA_API_KEY_ID")
+    alpaca_secret_key: SecretStr | None = Field(default=None, validation_alias="APCA_API_SECRET_KEY")
+    alpaca_url: str | None = None
+    alpaca_data_url: str | None = None
+    alpaca_feed: Literal["iex", "sip"] = "iex"
     abandon_after_seconds: int = Field(default=900, ge=10)
     risk: RiskLimits = RiskLimits()
     sync: SyncSettings = SyncSettings()

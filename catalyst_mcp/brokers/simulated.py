@@ -200,6 +200,20 @@ class SimExchange:
             row = await self._order_row(conn, client_order_id)
             return None if row is None else await self._to_order(conn, row)
 
+    async def get_open_orders(self, symbol: str | None = None) -> list[BrokerOrder]:
+        now = await self.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._match_resting(conn, now)
+            rows = await conn.fetch(
+                """SELECT * FROM sim.orders
+                   WHERE market = $1 AND status IN ('accepted', 'partially_filled')
+                     AND ($2::text IS NULL OR symbol = $2)
+                   ORDER BY submitted_at, broker_order_id""",
+                self._market,
+                symbol,
+            )
+            return [await self._to_order(conn, r) for r in rows]
+
     async def cancel_order(self, broker_order_id: str) -> BrokerOrder:
         now = await self.now()
         async with self._pool.acquire() as conn, conn.transaction():

@@ -59,9 +59,13 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     wall = clock or SystemClock()
     profile = profile_for(settings.market)
     await anyio.to_thread.run_sync(profile.warm_up)
-    if settings.broker is not BrokerKind.SIM:
-        raise OperatorNeeded(f"broker {settings.broker.value!r} is not available yet; use CATALYST_BROKER=sim")
     async with open_pool(settings) as pool:
+        if settings.broker is BrokerKind.ALPACA:
+            from catalyst_mcp.brokers.alpaca import open_alpaca  # imported only when chosen: the SDK is heavy
+
+            async with open_alpaca(settings, profile, wall) as (broker, market_data):
+                yield Runtime(settings, pool, profile, broker, market_data, wall)
+            return
         sim = SimExchange(
             pool,
             profile,
