@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="where the embedded PostgreSQL lives")]
 Market = Annotated[str | None, typer.Option("--market", help="US or HK")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="a TOML settings file (also CATALYST_CONFIG)", dir_okay=False)
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -54,9 +57,10 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="HTTP interface")] = "127.0.0.1",
     data_dir: DataDir = None,
     market: Market = None,
+    config: ConfigFile = None,
 ) -> None:
     """Serve the MCP tools over stdio (for Claude Desktop) or streamable HTTP at http://HOST:PORT/mcp."""
-    settings = _settings(data_dir=data_dir, market=market)
+    settings = _settings(config=config, data_dir=data_dir, market=market)
     if http:
         from catalyst_mcp.server.http import serve_http
 
@@ -77,17 +81,20 @@ def agent(
     agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
     data_dir: DataDir = None,
     market: Market = None,
+    config: ConfigFile = None,
 ) -> None:
     """Run one trading cycle as an MCP client of the server, showing the phases live."""
     if mode not in ("trade", "scan", "close", "heartbeat"):
         _fail(f"unknown mode {mode!r}: expected trade, scan, close or heartbeat")
-    settings = _settings(data_dir=data_dir, market=market, agent_id=agent_id)
+    settings = _settings(config=config, data_dir=data_dir, market=market, agent_id=agent_id)
     from catalyst_mcp.agent.loop import RichReporter
     from catalyst_mcp.agent.runner import run_agent
 
     env = {"CATALYST_MARKET": settings.market.value, "CATALYST_AGENT_ID": settings.agent_id}
     if data_dir is not None:
         env["CATALYST_DATA_DIR"] = str(data_dir.resolve())
+    if config is not None:
+        env["CATALYST_CONFIG"] = str(config.resolve())
     code = _run(
         lambda: run_agent(
             url=url,

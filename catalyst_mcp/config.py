@@ -5,32 +5,31 @@ Precedence: command-line option > environment (``CATALYST_…``, nested with ``_
 
 from __future__ import annotations
 
+import os
 import re
+import tomllib
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from catalyst_mcp.domain.enums import BrokerKind, BrokerMode, Market
 from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.risk.limits import RiskLimits, limits_for
+
+# The TOML file this load reads, if any: set by load_settings (``--config`` or CATALYST_CONFIG).
+_config_file: ContextVar[Path | None] = ContextVar("catalyst_config_file", default=None)
 
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-
-
-class RiskLimits(BaseModel):
-    """Pre-trade limits. ``version`` is recorded with every decision made under them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: str = "2026.11-1"
-    max_position_value: Money = Decimal("25000")
-    max_open_positions: int = Field(default=10, ge=0)
-    max_order_shares: Decimal = Field(default=Decimal("10000"), gt=0, allow_inf_nan=False)
-    require_stop_loss: bool = True
-    allow_short: bool = False
-    approval_ttl_seconds: int = Field(default=60, ge=1, le=3600)
 
 
 class SyncSettings(BaseModel):
@@ -64,14 +63,38 @@ class Settings(BaseSettings):
     alpaca_data_url: str | None = None
     alpaca_feed: Literal["iex", "sip"] = "iex"
     abandon_after_seconds: int = Field(default=900, ge=10)
-    risk: RiskLimits = RiskLimits()
+    risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=path))
 
     @model_validator(mode="before")
     @classmethod
-    def _market_any_case(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("market"), str):
+    def _market_defaults(cls, data: Any) -> Any:
+        """Accept the market in any case, and start the risk limits from that market's defaults."""
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("market"), str):
             data = {**data, "market": data["market"].upper()}
+        risk = data.get("risk")
+        if risk is None or isinstance(risk, dict):
+            try:
+                market = Market(data.get("market", Market.US))
+            except ValueError:
+                return data  # the market field reports the error
+            data = {**data, "risk": {**limits_for(market).model_dump(), **(risk or {})}}
         return data
 
     @model_validator(mode="after")
@@ -89,11 +112,21 @@ def _describe(error: Any) -> str:
     return f"invalid setting CATALYST_{'__'.join(loc).upper()}: {message}"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment plus explicit overrides (command-line options).
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings: explicit overrides (command-line options) > environment > TOML config file
+    (``config``, else CATALYST_CONFIG) > defaults.
 
     Raises OperatorNeeded with one line naming the offending setting.
     """
+    path = config or (Path(os.environ["CATALYST_CONFIG"]) if os.environ.get("CATALYST_CONFIG") else None)
+    if path is not None:
+        if not path.is_file():
+            raise OperatorNeeded(f"config file {path} not found")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise OperatorNeeded(f"config file {path} is not valid TOML: {exc}") from None
+    token = _config_file.set(path)
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
@@ -102,3 +135,5 @@ def load_settings(**overrides: Any) -> Settings:
         field = re.search(r'field "([a-z_]+)"', str(exc))
         name = f"CATALYST_{field.group(1).upper()}" if field else "a CATALYST_ variable"
         raise OperatorNeeded(f"invalid setting {name}: cannot parse its value") from None
+    finally:
+        _config_file.reset(token)

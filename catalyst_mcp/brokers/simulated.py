@@ -123,17 +123,11 @@ class SimExchange:
         assert isinstance(cash, Decimal)
         return cash
 
-    async def _account_start(self, conn: Conn) -> Decimal:
-        value = await conn.fetchval("SELECT starting_cash FROM sim.accounts WHERE market = $1", self._market)
-        assert isinstance(value, Decimal)
-        return value
-
     async def get_account(self) -> Account:
         now = await self.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await self._match_resting(conn, now)
             cash = await self._ensure_account(conn)
-            start = await self._account_start(conn)
             rows = await conn.fetch("SELECT symbol, quantity FROM sim.positions WHERE market = $1", self._market)
         value = Decimal(0)
         for r in rows:
@@ -145,7 +139,6 @@ class SimExchange:
             equity=cash + value,
             buying_power=max(cash, Decimal(0)),
             currency=self._profile.currency,
-            last_equity=start,
         )
 
     async def get_positions(self) -> list[BrokerPosition]:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import CycleState, OrderStatus, TradingState
+from catalyst_mcp.domain.enums import CycleState, OrderStatus
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position
+from catalyst_mcp.risk.engine import recheck
+from catalyst_mcp.services.approval import take_snapshot
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.store import repos
@@ -75,10 +77,13 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
                 raise InvalidInput(
                     f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
                 )
-            refusal = await _recheck(rt, conn)
-            if refusal is not None:
+            snapshot = await take_snapshot(rt, approval.intent, approved_reference=approval.reference_price)
+            failed = recheck(snapshot, rt.settings.risk)
+            if failed:
+                refusal = "; ".join(c.message for c in failed)
                 await audit(conn, caller, "execute_trade", args, f"refused: {refusal}", approval.cycle_id)
                 return ExecutionResult(None, approval, None, False, refusal)
+            is_exit = not snapshot.is_entry
             order = await repos.insert_order(
                 conn,
                 client_order_id=client_order_id_for(approval_id),
@@ -97,7 +102,10 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
                 approval.cycle_id,
             )
     replayed = existing is not None
-    order = existing if existing is not None else order
+    if existing is not None:
+        order = existing
+    elif is_exit:
+        await cancel_blocking_orders(rt, order, caller)
     if order.status.is_open:
         order = await _submit_and_record(rt, approval, order, caller)
     async with rt.pool.acquire() as conn:
@@ -107,14 +115,29 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
     return ExecutionResult(order, approval, position, replayed, None)
 
 
-async def _recheck(rt: Runtime, conn: repos.Conn) -> str | None:
-    """What can change between check_risk and execute_trade: trading state and the market being open."""
-    state = await repos.trading_state(conn, rt.profile.market)
-    if state is TradingState.HALTED:
-        return "trading is halted: no new orders"
-    if not await rt.broker.is_market_open():
-        return "the market closed after the approval"
-    return None
+async def cancel_blocking_orders(rt: Runtime, order: OrderRecord, caller: Caller) -> None:
+    """Before an exit: cancel the symbol's other working orders at the broker (stale ones would hold the
+    shares the exit needs) and wait for each cancel to be final; record the outcome of our own."""
+    for working in await rt.broker.get_open_orders(order.symbol):
+        if working.client_order_id == order.client_order_id:
+            continue
+        final = await rt.broker.cancel_order(working.broker_order_id)
+        async with rt.pool.acquire() as conn:
+            ours = await repos.order_by_client_id(conn, final.client_order_id)
+            approval = None if ours is None else await repos.lock_approval(conn, ours.approval_id)
+        if ours is not None and approval is not None:
+            await record_broker_order(rt, ours, final, approval, caller)  # keeps any fills it had
+            continue
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await audit(
+                conn,
+                caller,
+                "execute_trade",
+                {"cancel": final.client_order_id},
+                f"external working order {final.client_order_id} {final.status.value} before the exit"
+                f" {order.client_order_id}",
+                order.cycle_id,
+            )
 
 
 async def _submit_and_record(rt: Runtime, approval: ApprovalRecord, order: OrderRecord, caller: Caller) -> OrderRecord:

@@ -9,7 +9,7 @@ import anyio
 
 from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos
+from catalyst_mcp.store import repos, risk_repo
 
 _CENT = Decimal("0.01")
 
@@ -54,5 +54,11 @@ async def get_portfolio(rt: Runtime) -> Portfolio:
     async with anyio.create_task_group() as tg:
         for p in book:
             tg.start_soon(fetch, p.symbol)
-    day_pnl = (account.equity - account.last_equity) if account.last_equity is not None else Decimal(0)
+    if account.last_equity is not None:
+        start = account.last_equity
+    else:
+        day = (await rt.broker.now()).astimezone(rt.profile.timezone).date()
+        async with rt.pool.acquire() as conn:
+            start = await risk_repo.start_of_day_equity(conn, rt.profile.market, day, account.equity, rt.clock.now())
+    day_pnl = account.equity - start
     return Portfolio(account, day_pnl.quantize(_CENT), tuple(mark(p, quotes[p.symbol]) for p in book))

@@ -35,6 +35,7 @@ class ApprovalRecord:
     expires_at: datetime
     used_at: datetime | None
     limits_version: str
+    reference_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

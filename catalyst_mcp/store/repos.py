@@ -304,11 +304,13 @@ async def insert_risk_decision(
     limits_version: str,
     created_at: datetime,
     expires_at: datetime | None,
+    reference_price: Decimal | None = None,
 ) -> None:
     await conn.execute(
         """INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
-               limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
+               limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
+               reference_price)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
         approval_id,
         cycle_id,
         market.value,
@@ -324,6 +326,7 @@ async def insert_risk_decision(
         limits_version,
         created_at,
         expires_at,
+        reference_price,
     )
 
 
@@ -349,6 +352,7 @@ async def lock_approval(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
         expires_at=row["expires_at"],
         used_at=row["used_at"],
         limits_version=row["limits_version"],
+        reference_price=row["reference_price"],
     )
 
 
@@ -390,8 +394,8 @@ async def insert_order(
     i = approval.intent
     row = await conn.fetchrow(
         """INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
-               order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13) RETURNING *""",
+               order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at, reference_price)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14) RETURNING *""",
         client_order_id,
         approval.approval_id,
         cycle_id,
@@ -405,6 +409,7 @@ async def insert_order(
         i.stop_loss,
         i.take_profit,
         at,
+        approval.reference_price,
     )
     assert row is not None
     return _order(row)
@@ -412,6 +417,11 @@ async def insert_order(
 
 async def order_by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
     row = await conn.fetchrow("SELECT * FROM orders WHERE approval_id = $1", approval_id)
+    return None if row is None else _order(row)
+
+
+async def order_by_client_id(conn: Conn, client_order_id: str) -> OrderRecord | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE client_order_id = $1", client_order_id)
     return None if row is None else _order(row)
 
 

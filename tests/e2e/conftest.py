@@ -75,7 +75,7 @@ class Tools:
         assert isinstance(cycle_id, str)
         return cycle_id
 
-    async def stop_below_bid(self, symbol: str, share: str = "0.9") -> str:
+    async def stop_below_bid(self, symbol: str, share: str = "0.95") -> str:
         """A valid stop loss for a long entry: a fraction of the current bid."""
         quote = await self.ok("get_quote", {"symbol": symbol})
         return str((Decimal(quote["bid"]) * Decimal(share)).quantize(Decimal("0.01")))

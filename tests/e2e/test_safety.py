@@ -123,7 +123,7 @@ async def test_the_order_sent_to_the_broker_is_exactly_the_approved_intent(tools
     cycle_id = await tools.start_cycle()
     quote = await tools.ok("get_quote", {"symbol": "NVDA"})
     limit = str((Decimal(quote["ask"]) * Decimal("1.01")).quantize(Decimal("0.01")))
-    stop = str((Decimal(quote["bid"]) * Decimal("0.9")).quantize(Decimal("0.01")))
+    stop = str((Decimal(quote["bid"]) * Decimal("0.95")).quantize(Decimal("0.01")))
     target = str((Decimal(quote["ask"]) * Decimal("1.2")).quantize(Decimal("0.01")))
     decision = await tools.ok(
         "check_risk",

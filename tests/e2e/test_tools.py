@@ -335,7 +335,7 @@ async def test_decimals_given_in_exponent_notation_come_back_in_plain_notation(t
 async def test_an_absurd_size_is_refused_with_every_failed_rule_named(tools: Tools, book: Book) -> None:
     cycle_id = await tools.start_cycle()
     quote = await tools.ok("get_quote", {"symbol": "AAPL", "cycle_id": cycle_id})
-    stop = str((Decimal(quote["bid"]) * Decimal("0.9")).quantize(Decimal("0.01")))
+    stop = str((Decimal(quote["bid"]) * Decimal("0.95")).quantize(Decimal("0.01")))
 
     decision = await tools.ok(
         "check_risk",
@@ -352,16 +352,17 @@ async def test_an_absurd_size_is_refused_with_every_failed_rule_named(tools: Too
     assert decision["approved"] is False
     assert decision["approval_id"] is None and decision["expires_at"] is None
     failed = failed_rules(decision)
-    assert failed == {"max_order_shares", "max_position_value", "buying_power"}
+    assert failed == {"max_order_shares", "max_position_value", "concentration", "buying_power", "max_loss_per_trade"}
     by_rule = {c["rule"]: c for c in decision["checks"]}
     assert by_rule["max_order_shares"]["actual"] == "1000000"
     assert by_rule["max_order_shares"]["limit"] == "10000"
     assert len(decision["reasons"]) == len(failed)
     assert any("1000000" in r and "10000" in r for r in decision["reasons"])
     # Only size rules failed, so the largest whole-share quantity that fits is suggested.
+    # Here the binding limit is concentration: 20% of the 100000 equity.
     ask = Decimal(quote["ask"])
     suggested = Decimal(decision["suggested_quantity"])
-    assert suggested > 0 and suggested * ask <= Decimal("25000") < (suggested + 1) * ask
+    assert suggested > 0 and suggested * ask <= Decimal("20000") < (suggested + 1) * ask
 
     assert await book.value("SELECT count(*) FROM orders") == 0
     row = await book.rows("SELECT approved, approval_id, cycle_id FROM risk_decisions")

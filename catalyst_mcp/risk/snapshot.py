@@ -1,0 +1,109 @@
+"""RiskSnapshot: everything the rules may look at, taken at one instant, with the derived quantities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from catalyst_mcp.domain.enums import OrderType, Side, TradingState
+from catalyst_mcp.domain.models import Account, OrderIntent, Position, Quote
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """One of our working orders: what it still reserves."""
+
+    symbol: str
+    side: Side
+    reserved_value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class RecentOrder:
+    """An order sent earlier today (for duplicate and pace checks)."""
+
+    symbol: str
+    side: Side
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSnapshot:
+    intent: OrderIntent
+    quote: Quote | None
+    lot_size: Decimal | None  # None: the symbol is not tradable here
+    account: Account
+    positions: Mapping[str, Position]
+    market_open: bool
+    trading_state: TradingState
+    now: datetime
+    minutes_to_close: Decimal | None = None  # None when unknown (or closed)
+    open_orders: tuple[OpenOrder, ...] = ()
+    start_of_day_equity: Decimal | None = None
+    last_sync_ok: bool = True
+    recent_orders: tuple[RecentOrder, ...] = ()
+    market_now: datetime | None = None  # the broker's clock (quotes carry it); ``now`` is the wall clock
+    approved_reference: Decimal | None = None  # set when re-checking an approval at execution
+
+    @property
+    def held(self) -> Decimal:
+        """The book's signed quantity of the symbol (negative = short)."""
+        position = self.positions.get(self.intent.symbol)
+        return Decimal(0) if position is None else position.signed_quantity
+
+    @property
+    def after(self) -> Decimal:
+        """The signed quantity once the order fills completely."""
+        signed = self.intent.quantity if self.intent.side is Side.BUY else -self.intent.quantity
+        return self.held + signed
+
+    @property
+    def is_entry(self) -> bool:
+        """True when the order opens, grows or flips a position; False when it only shrinks or closes one."""
+        held, after = self.held, self.after
+        if after == 0:
+            return False
+        if held == 0 or (after > 0) != (held > 0):
+            return True
+        return abs(after) > abs(held)
+
+    @property
+    def entry_is_long(self) -> bool:
+        return self.after > 0
+
+    @property
+    def quote_usable(self) -> bool:
+        q = self.quote
+        return q is not None and all(v.is_finite() and v > 0 for v in (q.bid, q.ask, q.last)) and q.ask >= q.bid
+
+    @property
+    def reference_price(self) -> Decimal | None:
+        """The price the order is valued at: the far side of the quote, or the limit if worse for us."""
+        intent = self.intent
+        if not self.quote_usable:
+            return intent.limit_price
+        assert self.quote is not None
+        if intent.side is Side.BUY:
+            price = self.quote.ask
+            if intent.order_type is OrderType.LIMIT and intent.limit_price is not None:
+                price = max(price, intent.limit_price)
+            return price
+        return self.quote.bid
+
+    @property
+    def notional(self) -> Decimal | None:
+        price = self.reference_price
+        return None if price is None else price * self.intent.quantity
+
+    @property
+    def reserved_by_open_buys(self) -> Decimal:
+        return sum((o.reserved_value for o in self.open_orders if o.side is Side.BUY), Decimal(0))
+
+    @property
+    def day_pnl(self) -> Decimal | None:
+        """Realised plus unrealised P&L since the start of the day: equity now minus equity then."""
+        if self.start_of_day_equity is None:
+            return None
+        return self.account.equity - self.start_of_day_equity
