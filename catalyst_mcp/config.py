@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     alpaca_url: str | None = None
     alpaca_data_url: str | None = None
     alpaca_feed: Literal["iex", "sip"] = "iex"
+    alpaca_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    alpaca_read_retries: int = Field(default=1, ge=0, le=5)
+    alpaca_retry_backoff_seconds: float = Field(default=0.25, ge=0, le=10)
+    alpaca_max_threads: int = Field(default=8, ge=1, le=64)
+    alpaca_cancel_wait_seconds: float = Field(default=5, gt=0, le=60)
     abandon_after_seconds: int = Field(default=900, ge=10)
     risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()

@@ -50,6 +50,11 @@ class Broker(Protocol):
 
 
 class MarketData(Protocol):
+    @property
+    def tier(self) -> str:
+        """Where the data comes from, as scan_market reports it (``simulated``, ``alpaca-iex``)."""
+        ...
+
     async def get_quote(self, symbol: str) -> Quote | None:
         """The latest quote, or None when the symbol is unknown."""
         ...

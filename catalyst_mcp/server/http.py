@@ -26,7 +26,8 @@ class _AnnouncingServer(uvicorn.Server):
 async def serve_http(settings: Settings, host: str, port: int) -> None:
     server = build_server(settings)
     app = server.streamable_http_app(host=host)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then, and without it keep-alive calls wait ~40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -59,7 +59,7 @@ def register(kit: Toolkit) -> None:
 
         async def body(call: Call) -> m.ScanOut:
             found = await call.rt.market_data.scan(limit)
-            return m.ScanOut(candidates=[mapping.candidate_out(c) for c in found], tier="simulated")
+            return m.ScanOut(candidates=[mapping.candidate_out(c) for c in found], tier=call.rt.market_data.tier)
 
         return await kit.run(ctx, "scan_market", cycle_id, body)
 

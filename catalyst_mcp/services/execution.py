@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import CycleState, OrderStatus
-from catalyst_mcp.domain.errors import CatalystError, InvalidInput, TemporaryFailure
+from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position
 from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.services.approval import take_snapshot
@@ -147,6 +147,11 @@ async def _submit_and_record(rt: Runtime, approval: ApprovalRecord, order: Order
         if broker_order is None:
             try:
                 broker_order = await rt.broker.submit_order(approval.intent, order.client_order_id)
+            except BrokerRejected as exc:
+                # A clear refusal; still look first, in case an earlier attempt of ours got through.
+                broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
+                if broker_order is None:
+                    return await _record_rejection(rt, order, str(exc), caller)
             except CatalystError:
                 # An ambiguous failure: the broker may have the order. Look before anything else.
                 broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
@@ -160,6 +165,29 @@ async def _submit_and_record(rt: Runtime, approval: ApprovalRecord, order: Order
         if broker_order is None:
             return order
     return await record_broker_order(rt, order, broker_order, approval, caller)
+
+
+async def _record_rejection(rt: Runtime, order: OrderRecord, reason: str, caller: Caller) -> OrderRecord:
+    async with rt.pool.acquire() as conn, conn.transaction():
+        updated = await repos.update_order(
+            conn,
+            order.order_id,
+            status=OrderStatus.REJECTED,
+            broker_order_id=None,
+            filled_quantity=order.filled_quantity,
+            avg_fill_price=order.avg_fill_price,
+            reject_reason=reason,
+            at=rt.clock.now(),
+        )
+        await audit(
+            conn,
+            caller,
+            "execute_trade",
+            {"client_order_id": order.client_order_id},
+            f"rejected: {reason}",
+            order.cycle_id,
+        )
+    return updated
 
 
 async def record_broker_order(

@@ -1,0 +1,181 @@
+"""Latency of execute_trade and get_portfolio over MCP (in-process client), with the Alpaca adapter against
+the local emulator of Alpaca's REST API next to the simulated broker, in the same run.
+
+    .venv/bin/python bench/broker.py [--executes 30] [--portfolios 50]
+
+It starts its own embedded PostgreSQL in a temporary directory and removes it afterwards. Prints a table and
+ends with one machine-readable line: ``summary: alpaca_execute_p50_ms=… sim_execute_p50_ms=…
+alpaca_portfolio_p50_ms=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+from mcp import Client
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the emulator lives with the tests
+
+from catalyst_mcp.config import Settings
+from catalyst_mcp.logs import configure_logging
+from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.server.app import build_server
+from catalyst_mcp.services.runtime import open_runtime
+from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from tests.fakes.alpaca_emulator import AlpacaEmulator, serve
+from tests.fakes.alpaca_harness import KEY_ID, SECRET, alpaca_settings
+
+SESSION = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)  # a regular NYSE session
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")
+WARM_UP = 3
+# The bench places many small orders quickly: lift the pace limits, keep every other rule.
+RISK = {"duplicate_window_seconds": 0, "max_orders_per_minute": 10_000, "max_trades_per_day": 10_000}
+
+
+class Session:
+    """One MCP client over one runtime; the clock moves a second per order, as a trading agent's would."""
+
+    def __init__(self, client: Client, clock: FixedClock) -> None:
+        self.client = client
+        self.clock = clock
+
+    async def call(self, tool: str, **args: Any) -> dict[str, Any]:
+        result = await self.client.call_tool(tool, args)
+        if result.is_error or not isinstance(result.structured_content, dict):
+            raise RuntimeError(f"{tool} failed: {result.content}")
+        return result.structured_content
+
+    async def approve(self, i: int, cycle_id: str) -> str:
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        quote = await self.call("get_quote", symbol=symbol)
+        stop = (Decimal(quote["bid"]) * Decimal("0.95")).quantize(Decimal("0.01"))
+        args = {"symbol": symbol, "side": "buy", "quantity": "1", "order_type": "market", "stop_loss": str(stop)}
+        decision = await self.call("check_risk", **args, cycle_id=cycle_id)
+        if not decision["approved"]:
+            raise RuntimeError(f"check_risk refused: {decision['reasons']}")
+        return str(decision["approval_id"])
+
+    async def start(self) -> str:
+        return str((await self.call("start_cycle", agent_id="bench"))["cycle_id"])
+
+    async def timed_execute(self, i: int, cycle_id: str) -> float:
+        """One buy: approved untimed, then execute_trade timed (ms)."""
+        self.clock.advance(timedelta(seconds=1))
+        approval_id = await self.approve(i, cycle_id)
+        started = time.perf_counter()
+        result = await self.call("execute_trade", approval_id=approval_id, cycle_id=cycle_id)
+        elapsed = (time.perf_counter() - started) * 1000
+        if result["status"] != "filled":
+            raise RuntimeError(f"execute_trade: {result}")
+        return elapsed
+
+    async def timed_portfolio(self) -> float:
+        started = time.perf_counter()
+        await self.call("get_portfolio")
+        return (time.perf_counter() - started) * 1000
+
+
+@asynccontextmanager
+async def session(settings: Settings, clock: FixedClock) -> AsyncIterator[Session]:
+    async with (
+        open_runtime(settings, clock=clock) as runtime,
+        Client(build_server(settings, runtime=runtime)) as client,
+    ):
+        yield Session(client, clock)
+
+
+async def create_databases(uri: str, names: list[str]) -> list[str]:
+    conn = await asyncpg.connect(uri)
+    try:
+        for name in names:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    parts = urlsplit(uri)
+    return [urlunsplit(parts._replace(path=f"/{name}")) for name in names]
+
+
+def row(broker: str, tool: str, times: list[float]) -> str:
+    q = statistics.quantiles(times, n=10)
+    return f"{broker:<8}{tool:<16}{len(times):>5}{statistics.median(times):>10.2f}{q[8]:>10.2f}{max(times):>10.2f}"
+
+
+async def run(uri: str, executes: int, portfolios: int) -> None:
+    sim_url, alpaca_url = await create_databases(uri, ["bench_sim", "bench_alpaca"])
+    sim_settings = Settings(database_url=SecretStr(sim_url), agent_id="bench", risk=RISK)
+    alpaca_clock = FixedClock(SESSION)
+    emulator = AlpacaEmulator(alpaca_clock, key_id=KEY_ID, secret_key=SECRET)
+    results: dict[tuple[str, str], list[float]] = {}
+    async with serve(emulator) as url:
+        # Production timeouts and retries (the test settings' small values are for fault tests).
+        on_alpaca = alpaca_settings(
+            url,
+            alpaca_url,
+            risk=RISK,
+            alpaca_timeout_seconds=10.0,
+            alpaca_read_retries=1,
+            alpaca_retry_backoff_seconds=0.25,
+        )
+        async with (
+            session(sim_settings, FixedClock(SESSION)) as sim,
+            session(on_alpaca, alpaca_clock) as alpaca,
+        ):
+            # The two brokers alternate call by call, so both see the same load on the machine.
+            brokers = {"sim": sim, "alpaca": alpaca}
+            cycles = {name: await b.start() for name, b in brokers.items()}
+            for i in range(WARM_UP + executes):
+                for name, b in brokers.items():
+                    elapsed = await b.timed_execute(i, cycles[name])
+                    if i >= WARM_UP:
+                        results.setdefault((name, "execute_trade"), []).append(elapsed)
+            for i in range(WARM_UP + portfolios):
+                for name, b in brokers.items():
+                    elapsed = await b.timed_portfolio()
+                    if i >= WARM_UP:
+                        results.setdefault((name, "get_portfolio"), []).append(elapsed)
+        http_calls = len(emulator.requests)
+    print(f"{'broker':<8}{'tool':<16}{'n':>5}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}")
+    for (broker, tool), times in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(row(broker, tool, times))
+    print(f"alpaca: {http_calls} HTTP requests to the emulator through alpaca-py")
+    p50 = {key: statistics.median(times) for key, times in results.items()}
+    print(
+        f"summary: alpaca_execute_p50_ms={p50['alpaca', 'execute_trade']:.2f}"
+        f" sim_execute_p50_ms={p50['sim', 'execute_trade']:.2f}"
+        f" alpaca_portfolio_p50_ms={p50['alpaca', 'get_portfolio']:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executes", type=int, default=30, choices=range(3, 501), metavar="N")
+    parser.add_argument("--portfolios", type=int, default=50, choices=range(3, 1001), metavar="N")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    data_dir = Path(tempfile.mkdtemp(prefix="catalyst-bench-"))
+    try:
+        uri = ensure_embedded_postgres(data_dir)
+        anyio.run(run, uri, args.executes, args.portfolios)
+    finally:
+        stop_embedded_postgres(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

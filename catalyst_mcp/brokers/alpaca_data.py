@@ -1,0 +1,192 @@
+"""Alpaca market data behind the MarketData port: quotes and snapshots, daily and minute bars, and a
+momentum scan over a watchlist. The SDK's calls run through the broker's runner (worker threads, a bounded
+limiter, explicit timeouts, errors translated once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Final, Literal, Protocol, TypeVar
+
+from alpaca.common.enums import Sort
+from alpaca.data.enums import DataFeed
+from alpaca.data.historical.stock import StockHistoricalDataClient
+from alpaca.data.models import Bar, Snapshot
+from alpaca.data.requests import StockBarsRequest, StockSnapshotRequest
+from alpaca.data.timeframe import TimeFrame
+
+from catalyst_mcp.brokers.alpaca_mapping import dec, quantity
+from catalyst_mcp.domain.errors import BrokerRejected
+from catalyst_mcp.domain.models import Candidate, Quote
+from catalyst_mcp.ports import Clock
+
+T = TypeVar("T")
+
+# Liquid US large caps scanned by default (the SDK has no "whole market" snapshot).
+DEFAULT_WATCHLIST: Final = (
+    "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "MA", "UNH", "XOM", "JNJ", "PG",
+    "HD", "KO", "PEP", "COST", "AVGO", "AMD", "NFLX", "CRM", "ORCL", "INTC", "BAC", "WMT", "DIS", "CSCO",
+    "ADBE", "QCOM", "BRK.B", "LLY", "ABBV", "CVX", "MRK", "PFE",
+)  # fmt: skip
+_TWO_DP: Final = Decimal("0.01")
+_MAX_BARS: Final = 10_000
+
+
+class SdkRunner(Protocol):
+    async def read(self, what: str, call: Callable[[], T]) -> T:
+        """Run an idempotent SDK call in a worker thread; failures arrive as domain errors."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PriceBar:
+    symbol: str
+    at: datetime  # the bar's start
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """The latest quote plus today's and the previous day's bars of one symbol."""
+
+    quote: Quote
+    day: PriceBar | None
+    previous_day: PriceBar | None
+    minute: PriceBar | None
+
+
+def _bar(bar: Bar | None) -> PriceBar | None:
+    if bar is None:
+        return None
+    return PriceBar(
+        bar.symbol, bar.timestamp, dec(bar.open), dec(bar.high), dec(bar.low), dec(bar.close), quantity(bar.volume)
+    )
+
+
+def snapshot_of(raw: Snapshot) -> MarketSnapshot | None:
+    """A snapshot as domain values. A side of the quote that is missing or zero (common on the IEX feed)
+    is taken from the last trade, so a quote never carries a zero price; None without any price."""
+    trade, quote = raw.latest_trade, raw.latest_quote
+    bid = dec(quote.bid_price) if quote is not None else Decimal(0)
+    ask = dec(quote.ask_price) if quote is not None else Decimal(0)
+    if trade is not None and trade.price > 0:
+        last = dec(trade.price)
+    elif bid > 0 and ask > 0:
+        last = (bid + ask) / 2
+    else:
+        return None
+    at = quote.timestamp if quote is not None else trade.timestamp if trade is not None else None
+    assert at is not None
+    return MarketSnapshot(
+        quote=Quote(
+            symbol=raw.symbol,
+            bid=bid if bid > 0 else last,
+            ask=ask if ask > 0 else last,
+            last=last,
+            bid_size=quantity(quote.bid_size) if quote is not None else Decimal(0),
+            ask_size=quantity(quote.ask_size) if quote is not None else Decimal(0),
+            at=at,
+        ),
+        day=_bar(raw.daily_bar),
+        previous_day=_bar(raw.previous_daily_bar),
+        minute=_bar(raw.minute_bar),
+    )
+
+
+def candidate_of(snap: MarketSnapshot) -> Candidate | None:
+    """change_pct from the previous close, relative volume as today's volume over the previous day's,
+    score = change_pct × relative_volume (2 dp) — the same ranking the simulated exchange uses."""
+    prev, day = snap.previous_day, snap.day
+    if prev is None or day is None or prev.close <= 0 or prev.volume <= 0:
+        return None
+    last = snap.quote.last
+    change = ((last - prev.close) / prev.close * 100).quantize(_TWO_DP, ROUND_HALF_EVEN)
+    relative = (day.volume / prev.volume).quantize(_TWO_DP, ROUND_HALF_EVEN)
+    score = (change * relative).quantize(_TWO_DP, ROUND_HALF_EVEN)
+    return Candidate(snap.quote.symbol, last, change, day.volume, relative, score)
+
+
+class AlpacaMarketData:
+    """Quotes, snapshots and bars from Alpaca's market-data API (IEX feed unless configured otherwise)."""
+
+    def __init__(
+        self,
+        client: StockHistoricalDataClient,
+        run: SdkRunner,
+        *,
+        feed: str,
+        clock: Clock,
+        watchlist: Sequence[str] = DEFAULT_WATCHLIST,
+    ) -> None:
+        self._client = client
+        self._run = run
+        self._feed = DataFeed(feed)
+        self._clock = clock
+        self._watchlist = tuple(watchlist)
+
+    @property
+    def tier(self) -> str:
+        return f"alpaca-{self._feed.value}"
+
+    def lot_size(self, symbol: str) -> Decimal:
+        return Decimal(1)  # US equities trade in single shares
+
+    async def get_quote(self, symbol: str) -> Quote | None:
+        try:
+            snaps = await self.get_snapshots([symbol])
+        except BrokerRejected:
+            return None  # Alpaca refuses a symbol it does not know (400/422)
+        snap = snaps.get(symbol)
+        return snap.quote if snap is not None else None
+
+    async def get_snapshots(self, symbols: Sequence[str]) -> dict[str, MarketSnapshot]:
+        """Snapshots by symbol; symbols Alpaca does not know are absent."""
+        if not symbols:
+            return {}
+        request = StockSnapshotRequest(symbol_or_symbols=list(symbols), feed=self._feed)
+        raw = await self._run.read("snapshots", lambda: self._client.get_stock_snapshot(request))
+        if not isinstance(raw, dict):
+            return {}
+        found = {}
+        for symbol, item in raw.items():
+            snap = snapshot_of(item) if isinstance(item, Snapshot) else None
+            if snap is not None:
+                found[str(symbol)] = snap
+        return found
+
+    async def get_bars(self, symbol: str, timeframe: Literal["1Day", "1Min"], limit: int) -> list[PriceBar]:
+        """The latest `limit` daily or minute bars of `symbol`, oldest first."""
+        if not 1 <= limit <= _MAX_BARS:
+            raise ValueError(f"limit must be 1..{_MAX_BARS}, got {limit}")
+        now = self._clock.now()
+        if timeframe == "1Day":
+            frame, start = TimeFrame.Day, now - timedelta(days=limit * 7 // 5 + 10)
+        else:
+            frame, start = TimeFrame.Minute, now - timedelta(days=limit // 390 + 5)
+        request = StockBarsRequest(
+            symbol_or_symbols=symbol,
+            timeframe=frame,
+            start=start,
+            end=now,
+            limit=limit,
+            sort=Sort.DESC,
+            feed=self._feed,
+        )
+        raw = await self._run.read("bars", lambda: self._client.get_stock_bars(request))
+        data = getattr(raw, "data", {})
+        bars = [b for b in (_bar(item) for item in data.get(symbol, [])) if b is not None]
+        return sorted(bars, key=lambda b: b.at)[-limit:]
+
+    async def scan(self, limit: int) -> list[Candidate]:
+        if limit < 0:
+            raise ValueError(f"limit must be zero or more, got {limit}")
+        snaps = await self.get_snapshots(self._watchlist)
+        found = [c for c in (candidate_of(s) for s in snaps.values()) if c is not None]
+        found.sort(key=lambda c: (-c.score, c.symbol))
+        return found[:limit]
