@@ -54,15 +54,11 @@ RULES: tuple[Rule, ...] = (
     r.order_rate,
 )
 
-# What can change between check_risk and execute_trade, checked again before the order is sent.
+# At execution every rule runs again on a fresh snapshot (the book, working orders, prices and the state may
+# have moved since the approval), plus the price drift; the pace rules already counted this order.
 RECHECK_RULES: tuple[Rule, ...] = (
-    r.trading_state,
-    r.market_open,
-    r.quote_fresh,
-    r.price_collar,
+    *(rule for rule in RULES if rule not in (r.duplicate_order, r.order_rate)),
     r.price_drift,
-    r.buying_power,
-    r.daily_loss,
 )
 
 # Rules that a smaller quantity can satisfy: a refusal by these alone carries a suggested quantity.
@@ -88,7 +84,9 @@ def suggest_quantity(s: RiskSnapshot, limits: RiskLimits) -> Decimal | None:
     if stop is not None and stop != price and s.is_entry:
         caps.append(equity * limits.max_loss_per_trade_pct / 100 / abs(price - stop))
     qty = floor_to(min(caps), lot)
-    return qty if qty > 0 else None
+    if qty <= 0 or (s.is_entry and qty * price < limits.min_order_value):
+        return None
+    return qty
 
 
 def evaluate(snapshot: RiskSnapshot, limits: RiskLimits) -> RiskDecision:

@@ -7,8 +7,9 @@ import json
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import Market
 
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -50,11 +51,33 @@ class RiskLimits(BaseModel):
     # approvals
     approval_ttl_seconds: int = Field(default=60, ge=1, le=3600)
 
+    @field_validator("restricted_symbols", "allowed_symbols", mode="before")
+    @classmethod
+    def _canonical_symbols(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        return frozenset(canonical_symbol(str(v)) for v in value)
+
     @property
     def version(self) -> str:
-        """``name-hash``: changes whenever any limit changes, so every decision names what it used."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=sorted)
+        """``name-hash``: changes exactly when a limit's value changes (not how it was written), so every
+        decision names the limits it used."""
+        body = json.dumps({k: _canonical(v) for k, v in self.model_dump().items()}, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(body.encode()).hexdigest()[:10]}"
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return plain(value)
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    return value
+
+
+def canonical_symbol(raw: str) -> str:
+    """A list entry in canonical form for either market: HK codes to 5 digits, US tickers upper-case."""
+    text = raw.strip().upper().removeprefix("HK.").removesuffix(".HK")
+    return text.zfill(5) if text.isascii() and text.isdigit() else text
 
 
 # Per-market defaults where the currency or the lot changes the meaning of a number.

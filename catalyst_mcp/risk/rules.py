@@ -43,6 +43,16 @@ def _pct(value: Decimal) -> str:
     return plain(value.quantize(_CENT)) + "%"
 
 
+def _beyond(actual: Decimal, limit: Decimal, places: int = 2) -> str:
+    """``actual`` rounded for a message, with as many more places as it takes not to look equal to ``limit``."""
+    for p in range(places, 9):
+        step = Decimal(1).scaleb(-p)
+        shown = actual.quantize(step)
+        if actual == limit or shown != limit.quantize(step):
+            return plain(shown)
+    return plain(actual)
+
+
 # --- the symbol, the state, the clock --------------------------------------------------------------------
 
 
@@ -163,12 +173,11 @@ def quote_fresh(s: RiskSnapshot, limits: RiskLimits) -> Check:
     if not s.quote_usable:
         return _fail("quote_fresh", f"{max_age}s", "unusable", "no usable quote (missing, zero, crossed or NaN)")
     assert s.quote is not None
-    age = ((s.market_now or s.now) - s.quote.at).total_seconds()
+    age = Decimal(str(((s.market_now or s.now) - s.quote.at).total_seconds()))
     if age > max_age:
-        return _fail(
-            "quote_fresh", f"{max_age}s", f"{age:.0f}s", f"the quote is {age:.0f} s old, older than {max_age} s"
-        )
-    return _ok("quote_fresh", f"{max_age}s", f"{max(age, 0):.0f}s")
+        shown = _beyond(age, Decimal(max_age), 0)
+        return _fail("quote_fresh", f"{max_age}s", f"{shown}s", f"the quote is {shown} s old, older than {max_age} s")
+    return _ok("quote_fresh", f"{max_age}s", f"{plain(max(age, Decimal(0)).quantize(Decimal(1)))}s")
 
 
 def price_collar(s: RiskSnapshot, limits: RiskLimits) -> Check:
@@ -184,8 +193,9 @@ def price_collar(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _fail(
             "price_collar",
             _pct(collar),
-            _pct(away),
-            f"limit {plain(limit_price)} is {_pct(away)} from the quote {plain(mid)}, beyond {_pct(collar)}",
+            f"{_beyond(away, collar)}%",
+            f"limit {plain(limit_price)} is {_beyond(away, collar)}% from the quote {plain(mid)},"
+            f" beyond {_pct(collar)}",
         )
     return _ok("price_collar", _pct(collar), _pct(away))
 
@@ -252,8 +262,8 @@ def concentration(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _fail(
             "concentration",
             _pct(cap),
-            _pct(share),
-            f"{s.intent.symbol} would be {_pct(share)} of equity, above {_pct(cap)}",
+            f"{_beyond(share, cap)}%",
+            f"{s.intent.symbol} would be {_beyond(share, cap)}% of equity, above {_pct(cap)}",
         )
     return _ok("concentration", _pct(cap), _pct(share))
 
@@ -297,7 +307,7 @@ def daily_loss(s: RiskSnapshot, limits: RiskLimits) -> Check:
     if pnl is None:
         return _ok("daily_loss", _money(cap), None, "no start-of-day equity yet")
     loss = max(-pnl, Decimal(0))
-    if loss >= cap:
+    if loss > 0 and loss >= cap:
         return _fail(
             "daily_loss",
             _money(cap),
@@ -333,8 +343,9 @@ def stop_loss(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _fail(
             "stop_loss",
             f"within {_pct(limits.max_stop_pct)}",
-            _pct(width),
-            f"stop loss {plain(stop)} is {_pct(width)} away, wider than {_pct(limits.max_stop_pct)}",
+            f"{_beyond(width, limits.max_stop_pct)}%",
+            f"stop loss {plain(stop)} is {_beyond(width, limits.max_stop_pct)}% away,"
+            f" wider than {_pct(limits.max_stop_pct)}",
         )
     return _ok("stop_loss", f"{where} {plain(price)}, within {_pct(limits.max_stop_pct)}", plain(stop))
 
@@ -363,8 +374,8 @@ def reward_risk(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _fail(
             "reward_risk",
             plain(floor),
-            plain(ratio.quantize(_CENT)),
-            f"reward/risk {plain(ratio.quantize(_CENT))} is below the minimum of {plain(floor)}",
+            _beyond(ratio, floor),
+            f"reward/risk {_beyond(ratio, floor)} is below the minimum of {plain(floor)}",
         )
     return _ok("reward_risk", plain(floor), plain(ratio.quantize(_CENT)))
 

@@ -13,11 +13,12 @@ from catalyst_mcp.domain.models import Account, OrderIntent, Position, Quote
 
 @dataclass(frozen=True, slots=True)
 class OpenOrder:
-    """One of our working orders: what it still reserves."""
+    """One of our working orders: the shares it may still trade and the cash it reserves."""
 
     symbol: str
     side: Side
     reserved_value: Decimal
+    remaining: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +50,20 @@ class RiskSnapshot:
 
     @property
     def held(self) -> Decimal:
-        """The book's signed quantity of the symbol (negative = short)."""
+        """The symbol's signed quantity (negative = short) the order is judged against.
+
+        An order that adds to the booked position counts our working orders on its side as filled, so two
+        approvals cannot each spend the same room. An order that shrinks the booked position is judged on the
+        book alone: the symbol's other working orders are cancelled before an exit is sent.
+        """
         position = self.positions.get(self.intent.symbol)
-        return Decimal(0) if position is None else position.signed_quantity
+        booked = Decimal(0) if position is None else position.signed_quantity
+        buying = self.intent.side is Side.BUY
+        if booked != 0 and buying != (booked > 0):
+            return booked
+        symbol, side = self.intent.symbol, self.intent.side
+        working = sum((o.remaining for o in self.open_orders if o.symbol == symbol and o.side is side), Decimal(0))
+        return booked + working if buying else booked - working
 
     @property
     def after(self) -> Decimal:

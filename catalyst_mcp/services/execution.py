@@ -24,6 +24,7 @@ from catalyst_mcp.store import repos
 from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
 
 BOOK_LOCK_NAMESPACE = 0x0CA7
+EXECUTION_LOCK_NAMESPACE = 0x0CA8
 
 
 def client_order_id_for(approval_id: uuid.UUID) -> str:
@@ -77,6 +78,11 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
                 raise InvalidInput(
                     f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
                 )
+            # One execution per market at a time from here to the order record: each re-check sees the
+            # orders the others recorded.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", EXECUTION_LOCK_NAMESPACE, rt.profile.market.value
+            )
             snapshot = await take_snapshot(rt, approval.intent, approved_reference=approval.reference_price)
             failed = recheck(snapshot, rt.settings.risk)
             if failed:

@@ -12,11 +12,12 @@ from catalyst_mcp.store.repos import Conn
 
 async def open_orders(conn: Conn, market: Market) -> list[OpenOrder]:
     rows = await conn.fetch(
-        """SELECT symbol, side, (quantity - filled_quantity) * COALESCE(limit_price, reference_price, 0) AS reserved
+        """SELECT symbol, side, quantity - filled_quantity AS remaining,
+                  (quantity - filled_quantity) * COALESCE(limit_price, reference_price, 0) AS reserved
            FROM orders WHERE market = $1 AND status IN ('pending', 'accepted', 'partially_filled')""",
         market.value,
     )
-    return [OpenOrder(r["symbol"], Side(r["side"]), r["reserved"]) for r in rows]
+    return [OpenOrder(r["symbol"], Side(r["side"]), r["reserved"], r["remaining"]) for r in rows]
 
 
 async def orders_since(conn: Conn, market: Market, since: datetime) -> list[RecentOrder]:

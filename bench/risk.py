@@ -1,0 +1,250 @@
+"""Latency of check_risk next to a no-op tool on the same server: in process (mcp.Client(server)) and over
+streamable HTTP (a server process started by this script against a temporary embedded PostgreSQL).
+
+    .venv/bin/python bench/risk.py [--calls 300] [--warmup 30]
+
+Prints a table and ends with one machine-readable line:
+``summary: inproc_p50_ms=… http_p50_ms=… http_noop_p50_ms=… http_ratio=…`` (http_ratio = check_risk p50 over the
+no-op p50, both over HTTP with the client's default protocol, 2026-07-28; the legacy 2025-11-25 rows are for
+comparison). ``--serve`` is the server process's own entry point, not for direct use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel
+
+from catalyst_mcp.config import load_settings
+from catalyst_mcp.server.app import build_server
+from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+SYMBOL = "AAPL"
+SCRIPT = Path(__file__).resolve()
+
+
+class NoopOut(BaseModel):
+    ok: bool
+
+
+async def noop() -> NoopOut:
+    """Does nothing: the floor of a tool call on this server and transport."""
+    return NoopOut(ok=True)
+
+
+def with_noop(server: MCPServer[Runtime]) -> MCPServer[Runtime]:
+    hints = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+    server.add_tool(noop, annotations=hints, structured_output=True)
+    return server
+
+
+# --- the server process ----------------------------------------------------------------------------------------
+
+
+class _Announcing(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self._url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(f"listening on {self._url}", file=sys.stderr, flush=True)
+
+
+async def serve() -> None:
+    """The HTTP server measured: the product's server plus the no-op tool, on a socket bound here (port 0)."""
+    settings = load_settings()
+    async with open_runtime(settings) as rt:
+        app = with_noop(build_server(settings, runtime=rt)).streamable_http_app(host=HOST)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, 0))
+        url = f"http://{HOST}:{sock.getsockname()[1]}/mcp"
+        config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False)
+        await _Announcing(config, url).serve(sockets=[sock])
+
+
+# --- measuring -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    transport: str
+    tool: str
+    samples_ms: tuple[float, ...]
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile."""
+        ordered = sorted(self.samples_ms)
+        rank = max(1, min(len(ordered), int(-(-p * len(ordered) // 100))))
+        return ordered[rank - 1]
+
+
+async def measure(client: Client, transport: str, calls: int, warmup: int) -> list[Row]:
+    """Warm up, then alternate the two tools call by call so that both see the same conditions."""
+    quote = (await client.call_tool("get_quote", {"symbol": SYMBOL})).structured_content
+    assert isinstance(quote, dict), "get_quote returned no structured content"
+    stop = str((Decimal(quote["bid"]) * Decimal("0.95")).quantize(Decimal("0.01")))
+    risk_args = {"symbol": SYMBOL, "side": "buy", "quantity": "10", "order_type": "market", "stop_loss": stop}
+
+    async def check_risk() -> Any:
+        result = await client.call_tool("check_risk", risk_args)
+        assert not result.is_error and isinstance(result.structured_content, dict), result.content
+        return result
+
+    async def call_noop() -> Any:
+        result = await client.call_tool("noop", {})
+        assert not result.is_error, result.content
+        return result
+
+    first = (await check_risk()).structured_content
+    assert first["approved"] is True, f"the benchmarked order must be approvable: {first['reasons']}"
+    tools: dict[str, Callable[[], Awaitable[Any]]] = {"noop": call_noop, "check_risk": check_risk}
+    samples: dict[str, list[float]] = {name: [] for name in tools}
+    for i in range(warmup + calls):
+        for name, call in tools.items():
+            started = time.perf_counter()
+            await call()
+            if i >= warmup:
+                samples[name].append((time.perf_counter() - started) * 1000)
+    return [Row(transport, name, tuple(values)) for name, values in samples.items()]
+
+
+async def in_process(database_url: str, calls: int, warmup: int) -> list[Row]:
+    settings = load_settings(database_url=database_url, log_level="WARNING")
+    async with open_runtime(settings) as rt, Client(with_noop(build_server(settings, runtime=rt))) as client:
+        return await measure(client, "in-process", calls, warmup)
+
+
+def wait_for_url(proc: subprocess.Popen[str]) -> str:
+    """The URL from the server's ``listening on URL`` line; its stderr is drained afterwards so it never blocks."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    seen: list[str] = []
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if line.startswith("listening on "):
+            return line.removeprefix("listening on ").strip()
+    raise RuntimeError("the bench server did not start:\n" + "".join(seen[-20:]))
+
+
+def start_server(database_url: str) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env |= {"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--serve"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        return proc, wait_for_url(proc)
+    except BaseException:
+        stop_server(proc)
+        raise
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+async def over_http(database_url: str, calls: int, warmup: int) -> list[Row]:
+    """One server process; a client in each protocol era (the default 2026-07-28, and legacy 2025-11-25)."""
+    proc, url = await anyio.to_thread.run_sync(start_server, database_url)
+    try:
+        rows = []
+        for transport, mode in (("http", "auto"), ("http-legacy", "legacy")):
+            async with Client(url, mode=mode) as client:
+                rows += await measure(client, transport, calls, warmup)
+        return rows
+    finally:
+        await anyio.to_thread.run_sync(stop_server, proc)
+
+
+def report(rows: list[Row]) -> str:
+    by = {(r.transport, r.tool): r for r in rows}
+    lines = [f"{'transport':<12} {'tool':<11} {'calls':>6} {'p50_ms':>8} {'p99_ms':>8}"]
+    lines += [
+        f"{r.transport:<12} {r.tool:<11} {len(r.samples_ms):>6} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f}"
+        for r in rows
+    ]
+    inproc = by[("in-process", "check_risk")].percentile(50)
+    http = by[("http", "check_risk")].percentile(50)
+    http_noop = by[("http", "noop")].percentile(50)
+    lines.append(
+        f"summary: inproc_p50_ms={inproc:.2f} http_p50_ms={http:.2f} http_noop_p50_ms={http_noop:.2f}"
+        f" http_ratio={http / http_noop:.2f}"
+    )
+    return "\n".join(lines)
+
+
+async def bench(calls: int, warmup: int) -> list[Row]:
+    data_dir = Path(tempfile.mkdtemp(prefix="catalyst-bench-"))
+    try:
+        uri = await anyio.to_thread.run_sync(ensure_embedded_postgres, data_dir)
+        return [*await in_process(uri, calls, warmup), *await over_http(uri, calls, warmup)]
+    finally:
+        await anyio.to_thread.run_sync(stop_embedded_postgres, data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=300, help="measured calls per tool and transport")
+    parser.add_argument("--warmup", type=int, default=30, help="unmeasured calls first")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.serve:
+        anyio.run(serve)
+        return
+    print(report(anyio.run(bench, args.calls, args.warmup)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
