@@ -112,16 +112,19 @@ def agent(
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
-    watch: Annotated[bool, typer.Option("--watch", help="keep the table up to date")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="keep the table up to date as changes happen")] = False,
     cycle_id: Annotated[str | None, typer.Option("--cycle-id")] = None,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="only this agent")] = None,
     data_dir: DataDir = None,
     market: Market = None,
 ) -> None:
-    """Show the latest cycle of each agent: the progress bar and the phase table."""
+    """Show the latest cycle of each agent and its liveness: the progress bar and the phase durations."""
+    if as_json and watch:
+        _fail("--json and --watch do not go together")
     settings = _settings(data_dir=data_dir, market=market)
     from catalyst_mcp.status_view import show_status
 
-    _run(lambda: show_status(settings, cycle_id=cycle_id, as_json=as_json, watch=watch))
+    _run(lambda: show_status(settings, cycle_id=cycle_id, as_json=as_json, watch=watch, agent_id=agent_id))
 
 
 @app.command()

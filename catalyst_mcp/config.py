@@ -37,6 +37,7 @@ class SyncSettings(BaseModel):
 
     outage_share: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
     outage_min_positions: int = Field(default=3, ge=1)
+    price_tolerance: Decimal = Field(default=Decimal("0.0001"), ge=0, lt=1, description="relative avg-price drift")
 
 
 class Settings(BaseSettings):

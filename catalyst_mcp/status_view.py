@@ -1,8 +1,11 @@
-"""``catalyst-mcp status``: the latest cycle of each agent, as text, JSON or a live table."""
+"""``catalyst-mcp status``: the latest cycle of each agent, as text, JSON or a live table that is redrawn
+when PostgreSQL announces a change (and now and then for the agents' liveness), never by fast polling."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 
 import anyio
 from rich.console import Console, Group
@@ -11,56 +14,145 @@ from rich.table import Table
 from rich.text import Text
 
 from catalyst_mcp.config import Settings
-from catalyst_mcp.server.mapping import status_out
+from catalyst_mcp.server.tools_status import status_out
 from catalyst_mcp.services import workflow
-from catalyst_mcp.services.runtime import Runtime, open_runtime
-from catalyst_mcp.services.workflow import StatusView
+from catalyst_mcp.services.notify import ChangeListener
+from catalyst_mcp.services.runtime import Runtime, database_uri, open_runtime
+from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 
-WATCH_INTERVAL_S = 1.0
+# Without any change, redraw this often so "seen … ago" and abandonment stay true.
+REFRESH_S = 15.0
+# Redraw at most this often in a burst of changes.
+MIN_REDRAW_S = 0.1
 
 
-def render(view: StatusView) -> Group:
-    header = Text(f"broker {view.broker_mode.value}  trading {view.trading_state.value}")
-    if not view.cycles:
-        return Group(header, Text("no cycles yet"))
-    parts: list[Text | Table] = [header]
+def _ago(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def durations(cycle: CycleView) -> str:
+    """``INIT 12 · PORTFOLIO 40 · SCAN 3`` (milliseconds) for the phases that ran."""
+    return " · ".join(f"{p.name.value} {p.duration_ms}" for p in cycle.phases if p.duration_ms is not None)
+
+
+def _agent_cell(agents: dict[str, AgentView], agent_id: str) -> str:
+    beat = agents.get(agent_id)
+    if beat is None:
+        return "-"
+    return f"{'alive' if beat.alive else 'silent'}, {_ago(beat.idle_seconds)}"
+
+
+def agents_table(view: StatusView) -> Table:
+    agents = {a.agent_id: a for a in view.agents}
+    table = Table(show_header=True, box=None, pad_edge=False, expand=False)
+    for column in ("agent", "seen", "cycle", "status", "phase", "progress", "durations (ms)"):
+        table.add_column(column, overflow="fold")
     for cycle in view.cycles:
-        current = cycle.current_phase.value if cycle.current_phase else "-"
-        parts.append(
-            Text(f"{cycle.agent_id}  {cycle.cycle_id}  {cycle.mode.value}  {cycle.status.value}  at {current}")
+        table.add_row(
+            cycle.agent_id,
+            _agent_cell(agents, cycle.agent_id),
+            f"{cycle.cycle_id} ({cycle.mode.value})",
+            cycle.status.value,
+            cycle.current_phase.value if cycle.current_phase else "-",
+            cycle.progress,
+            durations(cycle),
         )
-        parts.append(Text(cycle.progress))
-        table = Table(show_header=True, box=None, pad_edge=False)
-        table.add_column("phase")
-        table.add_column("status")
-        table.add_column("ms", justify="right")
-        table.add_column("detail", overflow="fold")
-        for phase in cycle.phases:
-            table.add_row(
-                phase.name.value,
-                phase.status.value,
-                "" if phase.duration_ms is None else str(phase.duration_ms),
-                phase.detail or "",
-            )
-        parts.append(table)
+    for agent_id in sorted(set(agents) - {c.agent_id for c in view.cycles}):
+        table.add_row(agent_id, _agent_cell(agents, agent_id), "-", "-", "-", "", "")
+    return table
+
+
+def phase_table(cycle: CycleView) -> Table:
+    table = Table(show_header=True, box=None, pad_edge=False)
+    table.add_column("phase")
+    table.add_column("status")
+    table.add_column("ms", justify="right")
+    table.add_column("detail", overflow="fold")
+    for phase in cycle.phases:
+        table.add_row(
+            phase.name.value,
+            phase.status.value,
+            "" if phase.duration_ms is None else str(phase.duration_ms),
+            phase.detail or "",
+        )
+    return table
+
+
+def render(view: StatusView, *, detail: bool = True) -> Group:
+    """The header, one row per agent and, with ``detail``, each cycle's phase table."""
+    header = Text(f"broker {view.broker_mode.value}  trading {view.trading_state.value}")
+    if not view.cycles and not view.agents:
+        return Group(header, Text("no cycles yet"))
+    parts: list[Text | Table] = [header, agents_table(view)]
+    if detail:
+        for cycle in view.cycles:
+            current = cycle.current_phase.value if cycle.current_phase else "-"
+            parts.append(Text(f"\n{cycle.agent_id}  {cycle.cycle_id}  {cycle.status.value}  at {current}"))
+            parts.append(Text(cycle.progress))
+            parts.append(phase_table(cycle))
     return Group(*parts)
 
 
-async def show_status(settings: Settings, *, cycle_id: str | None, as_json: bool, watch: bool) -> None:
+async def follow(
+    rt: Runtime,
+    on_view: Callable[[StatusView], None],
+    *,
+    cycle_id: str | None = None,
+    agent_id: str | None = None,
+    refresh_s: float = REFRESH_S,
+    min_redraw_s: float = MIN_REDRAW_S,
+    max_views: float = math.inf,
+) -> None:
+    """Call ``on_view`` with the status now and again after every announced change (at most every
+    ``min_redraw_s``), or after ``refresh_s`` without one. Returns after ``max_views`` views."""
+    changed = anyio.Event()
+
+    def announced(_payload_or_state: object) -> None:
+        changed.set()
+
+    listener = ChangeListener(await database_uri(rt.settings), announced, announced)
+    await listener.start()
+    try:
+        shown = 0
+        while True:
+            changed = anyio.Event()  # armed before reading, so a change during the read is not lost
+            on_view(await workflow.status(rt, cycle_id, agent_id))
+            shown += 1
+            if shown >= max_views:
+                return
+            with anyio.move_on_after(refresh_s):
+                await changed.wait()
+            await anyio.sleep(min_redraw_s)  # let a burst of changes land in one redraw
+    finally:
+        await listener.stop()
+
+
+async def show_status(
+    settings: Settings, *, cycle_id: str | None, as_json: bool, watch: bool, agent_id: str | None = None
+) -> None:
     console = Console(highlight=False)
     async with open_runtime(settings) as rt:
-        view = await workflow.status(rt, cycle_id, None)
-        if as_json:
-            print(json.dumps(status_out(view).model_dump(mode="json"), ensure_ascii=False, indent=2))
-            return
         if not watch:
-            console.print(render(view))
+            view = await workflow.status(rt, cycle_id, agent_id)
+            if as_json:
+                print(json.dumps(status_out(view).model_dump(mode="json"), ensure_ascii=False, indent=2))
+            else:
+                console.print(render(view))
             return
-        await _watch(rt, console, cycle_id)
-
-
-async def _watch(rt: Runtime, console: Console, cycle_id: str | None) -> None:
-    with Live(render(await workflow.status(rt, cycle_id, None)), console=console, auto_refresh=False) as live:
-        while True:
-            await anyio.sleep(WATCH_INTERVAL_S)
-            live.update(render(await workflow.status(rt, cycle_id, None)), refresh=True)
+        detail = cycle_id is not None
+        if not console.is_terminal:  # piped: one block per update
+            await follow(
+                rt, lambda view: console.print(render(view, detail=detail), "\n"), cycle_id=cycle_id, agent_id=agent_id
+            )
+            return
+        with Live(console=console, auto_refresh=False) as live:
+            await follow(
+                rt,
+                lambda view: live.update(render(view, detail=detail), refresh=True),
+                cycle_id=cycle_id,
+                agent_id=agent_id,
+            )

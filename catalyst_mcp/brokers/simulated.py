@@ -3,6 +3,8 @@
 Its account, orders and positions live in PostgreSQL (schema ``sim``), so every server process sees one
 broker. Prices are a pure function of (seed, symbol, simulated time); simulated time runs with the injected
 wall clock from an anchor inside a real session, stored in the database so all processes agree on it.
+Outages are drilled through ``sim.faults``: an operation can fail, or answer with nothing, for the next few
+calls (``inject_fault``), as a broker's API would, and for every process at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 
 from catalyst_mcp.brokers.sim_prices import Instrument, momentum_scan, quote_at, universe_for
 from catalyst_mcp.domain.enums import BrokerMode, OrderStatus, OrderType, Side
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import (
     Account,
     BrokerOrder,
@@ -59,6 +61,7 @@ class SimExchange:
         self._market = profile.market.value
 
     name = "sim"
+    tier = "simulated"
 
     @property
     def mode(self) -> BrokerMode:
@@ -142,6 +145,8 @@ class SimExchange:
         )
 
     async def get_positions(self) -> list[BrokerPosition]:
+        if await self._fault("get_positions"):
+            return []
         now = await self.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await self._match_resting(conn, now)
@@ -187,6 +192,8 @@ class SimExchange:
             return await self._to_order(conn, row)
 
     async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        if await self._fault("get_order"):
+            return None
         now = await self.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await self._match_resting(conn, now)
@@ -208,6 +215,8 @@ class SimExchange:
             return [await self._to_order(conn, r) for r in rows]
 
     async def cancel_order(self, broker_order_id: str) -> BrokerOrder:
+        if await self._fault("cancel_order"):
+            raise InvalidInput(f"unknown broker order {broker_order_id}")
         now = await self.now()
         async with self._pool.acquire() as conn, conn.transaction():
             await self._match_resting(conn, now)
@@ -240,7 +249,98 @@ class SimExchange:
                 avg_price,
             )
 
+    async def fill_working_order(self, client_order_id: str, quantity: Decimal, price: Decimal) -> BrokerOrder:
+        """Fill ``quantity`` of a working order at ``price`` now: a (partial) match arriving from the market."""
+        now = await self.now()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._ensure_account(conn)
+            order = await conn.fetchrow(
+                """SELECT * FROM sim.orders WHERE market = $1 AND client_order_id = $2
+                   AND status IN ('accepted', 'partially_filled') AND quantity - filled_quantity >= $3 FOR UPDATE""",
+                self._market,
+                client_order_id,
+                quantity,
+            )
+            if order is None or quantity <= 0:
+                raise InvalidInput(f"order {client_order_id} has no {quantity} shares left to fill")
+            signed = quantity if order["side"] == Side.BUY.value else -quantity
+            await conn.execute(
+                """INSERT INTO sim.positions AS p (market, symbol, quantity, avg_entry_price) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (market, symbol) DO UPDATE SET quantity = p.quantity + $3, avg_entry_price = CASE
+                       WHEN p.quantity = 0 OR sign(p.quantity) <> sign(p.quantity + $3) THEN $4
+                       WHEN abs(p.quantity + $3) > abs(p.quantity)
+                           THEN (p.avg_entry_price * abs(p.quantity) + $4 * abs($3)) / abs(p.quantity + $3)
+                       ELSE p.avg_entry_price END""",
+                self._market,
+                order["symbol"],
+                signed,
+                price,
+            )
+            await conn.execute("DELETE FROM sim.positions WHERE market = $1 AND quantity = 0", self._market)
+            await conn.execute(
+                "UPDATE sim.accounts SET cash = cash - $2 WHERE market = $1", self._market, signed * price
+            )
+            await conn.execute(
+                """INSERT INTO sim.fills (fill_id, broker_order_id, symbol, side, quantity, price, filled_at)
+                   SELECT $1 || '-' || (count(*) + 1), $1, $2, $3, $4, $5, $6
+                   FROM sim.fills WHERE broker_order_id = $1""",
+                order["broker_order_id"],
+                order["symbol"],
+                order["side"],
+                quantity,
+                price,
+                now,
+            )
+            row = await conn.fetchrow(
+                """UPDATE sim.orders SET filled_quantity = filled_quantity + $2, updated_at = $4,
+                          avg_fill_price = (COALESCE(avg_fill_price, 0) * filled_quantity + $2 * $3)
+                                           / (filled_quantity + $2),
+                          status = CASE WHEN filled_quantity + $2 = quantity THEN 'filled' ELSE 'partially_filled' END
+                   WHERE broker_order_id = $1 RETURNING *""",
+                order["broker_order_id"],
+                quantity,
+                price,
+                now,
+            )
+            assert row is not None
+            return await self._to_order(conn, row)
+
+    async def inject_fault(self, operation: str, kind: str = "error", times: int | None = None) -> None:
+        """Make ``operation`` (get_positions, get_order, cancel_order) fail (``error``) or answer
+        with nothing (``empty``) for the next ``times`` calls, or until ``clear_faults`` when None."""
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO sim.faults (market, operation, kind, remaining) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (market, operation) DO UPDATE SET kind = $3, remaining = $4""",
+                self._market,
+                operation,
+                kind,
+                times,
+            )
+
+    async def clear_faults(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute("DELETE FROM sim.faults WHERE market = $1", self._market)
+
     # --- internals ----------------------------------------------------------------------------------
+
+    async def _fault(self, operation: str) -> bool:
+        """Consume one injected fault: raises for ``error``, True for ``empty``, False when none is set."""
+        async with self._pool.acquire() as conn:
+            kind = await conn.fetchval(
+                """WITH hit AS (SELECT kind, remaining FROM sim.faults WHERE market = $1 AND operation = $2
+                                FOR UPDATE),
+                        spent AS (DELETE FROM sim.faults f USING hit
+                                  WHERE f.market = $1 AND f.operation = $2 AND hit.remaining = 1),
+                        used AS (UPDATE sim.faults f SET remaining = f.remaining - 1 FROM hit
+                                 WHERE f.market = $1 AND f.operation = $2 AND hit.remaining > 1)
+                   SELECT kind FROM hit""",
+                self._market,
+                operation,
+            )
+        if kind == "error":
+            raise TemporaryFailure(f"the simulated broker is unavailable ({operation} failed)")
+        return bool(kind == "empty")
 
     async def _order_row(self, conn: Conn, client_order_id: str) -> asyncpg.Record | None:
         return await conn.fetchrow("SELECT * FROM sim.orders WHERE client_order_id = $1", client_order_id)
@@ -370,7 +470,7 @@ class SimExchange:
 async def reset_simulation(conn: Conn) -> None:
     """Wipe the simulated broker and the book (``catalyst-mcp reset``)."""
     await conn.execute(
-        """TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.clock,
+        """TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.clock, sim.faults,
                     fills, orders, risk_decisions, positions, sync_runs, decisions, cycle_events, cycles,
                     audit_events RESTART IDENTITY CASCADE"""
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.errors import InvalidInput
 
-_US = re.compile(r"^[A-Z]{1,5}(\.[A-Z]{1,2})?$")
-_HK = re.compile(r"^(?:HK\.)?([0-9]{1,5})(?:\.HK)?$")
+# A share-class separator may come as '.', '-' or '/' (BRK.B, BRK-B, BRK/B); the canonical one is '.'.
+_US = re.compile(r"^([A-Z]{1,5})(?:[./-]([A-Z]{1,2}))?$")
+# HK codes: 700, 0700, 00700, HK.00700 or 0700.HK — a prefix or a suffix, not both.
+_HK = re.compile(r"^(?:HK\.([0-9]{1,5})|([0-9]{1,5})(?:\.HK)?)$")
 
 
 def normalise_symbol(market: Market, raw: str) -> str:
@@ -16,12 +19,25 @@ def normalise_symbol(market: Market, raw: str) -> str:
 
     Raises InvalidInput (one line) for a malformed symbol; whether it is tradable is the risk engine's call.
     """
+    canonical = canonical_symbol(market, raw)
+    if canonical is not None:
+        return canonical
+    if market is Market.US:
+        raise InvalidInput(f"malformed US symbol {raw!r}: expected a ticker such as AAPL or BRK.B")
+    raise InvalidInput(f"malformed HK symbol {raw!r}: expected a stock code such as 00700, 700 or 0700.HK")
+
+
+@lru_cache(maxsize=65536)
+def canonical_symbol(market: Market, raw: str) -> str | None:
+    """The canonical form of ``raw``, or None when it is not a symbol of ``market``."""
     text = raw.strip().upper()
     if market is Market.US:
-        if _US.fullmatch(text):
-            return text
-        raise InvalidInput(f"malformed US symbol {raw!r}: expected a ticker such as AAPL or BRK.B")
-    match = _HK.fullmatch(text)
-    if match and int(match.group(1)) > 0:
-        return match.group(1).zfill(5)
-    raise InvalidInput(f"malformed HK symbol {raw!r}: expected a stock code such as 00700, 700 or 0700.HK")
+        us = _US.fullmatch(text)
+        if us is None:
+            return None
+        return us.group(1) if us.group(2) is None else f"{us.group(1)}.{us.group(2)}"
+    hk = _HK.fullmatch(text)
+    if hk is None:
+        return None
+    digits = hk.group(1) or hk.group(2)
+    return digits.zfill(5) if int(digits) > 0 else None

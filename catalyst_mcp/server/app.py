@@ -1,4 +1,5 @@
-"""build_server(settings) -> MCPServer: the tools of every module, behind strict argument validation."""
+"""build_server(settings) -> MCPServer: the tools of every module behind strict argument validation, the
+resources and prompts, and live updates from PostgreSQL for subscribers of both protocol eras."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ from mcp.server.mcpserver import MCPServer
 
 from catalyst_mcp import __version__
 from catalyst_mcp.config import Settings
-from catalyst_mcp.server import tools_cycle, tools_market, tools_status, tools_trading
+from catalyst_mcp.server import (
+    prompts,
+    resources,
+    tools_cycle,
+    tools_market,
+    tools_orders,
+    tools_status,
+    tools_trading,
+)
 from catalyst_mcp.server.toolkit import Toolkit
 from catalyst_mcp.server.validation import StrictArguments
+from catalyst_mcp.services.notify import ChangeFeed
 from catalyst_mcp.services.runtime import Runtime, open_runtime
 
 INSTRUCTIONS = """Catalyst MCP trades equities through risk-checked tools. Call them in this order:
@@ -24,14 +34,17 @@ where every agent's cycle is."""
 
 def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPServer[Runtime]:
     """The MCP server. With ``runtime`` given (tests, the HTTP app) it is shared; otherwise each session
-    (one for stdio) opens its own from ``settings``."""
+    (one for stdio) opens its own from ``settings``. While it runs, one change listener per server object
+    feeds its subscribers."""
+    feed = ChangeFeed()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         if runtime is not None:
-            yield runtime
+            async with feed.serving(runtime):
+                yield runtime
         else:
-            async with open_runtime(settings) as rt:
+            async with open_runtime(settings) as rt, feed.serving(rt):
                 yield rt
 
     server: MCPServer[Runtime] = MCPServer(
@@ -40,9 +53,14 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
+        subscriptions=feed.bus,
     )
     kit = Toolkit(server)
-    for module in (tools_cycle, tools_market, tools_trading, tools_status):
+    for module in (tools_cycle, tools_market, tools_trading, tools_orders):
         module.register(kit)
+    tools_status.register(kit, feed.cache)
+    resources.register(server, feed)
+    prompts.register(server)
     server.middleware.append(StrictArguments(kit.models))
+    server.middleware.append(resources.InvalidateOnWrite(feed.cache))
     return server

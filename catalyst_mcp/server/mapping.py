@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from catalyst_mcp.domain.enums import BrokerMode, OrderStatus
 from catalyst_mcp.domain.models import Candidate, Position, Quote
-from catalyst_mcp.reconcile.diff import ChangeKind, SyncPlan
+from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
 from catalyst_mcp.services.cycles import StartResult
@@ -16,19 +16,29 @@ from catalyst_mcp.services.workflow import CycleView, StatusView
 
 def sync_out(result: SyncResult) -> m.SyncOut:
     """A dry run lists what it would change; a refused run lists nothing (its plan is in details)."""
-    plan = SyncPlan((), result.plan.book_size) if result.refused else result.plan
+    plan = result.plan.without_changes() if result.refused else result.plan
     return m.SyncOut(
         phantoms_closed=[c.symbol for c in plan.of(ChangeKind.PHANTOM)],
         missing_added=[c.symbol for c in plan.of(ChangeKind.MISSING)],
         quantity_updated=[
             m.QuantityChange(symbol=c.symbol, from_=c.book_quantity, to=c.broker_quantity)
-            for c in plan.of(ChangeKind.QUANTITY)
+            for c in plan.changes
+            if c.kind in (ChangeKind.QUANTITY, ChangeKind.SIDE)
         ],
-        changes_made=result.applied and not plan.is_empty,
+        changes_made=result.changes_made,
         sync_id=result.sync_id,
         dry_run=result.dry_run,
         refused=result.refused,
         details=list(result.details),
+        sides_changed=[c.symbol for c in plan.of(ChangeKind.SIDE)],
+        prices_updated=[
+            m.PriceChange(symbol=c.symbol, from_=c.book_avg_price, to=c.broker_avg_price)
+            for c in plan.of(ChangeKind.PRICE)
+            if c.book_avg_price is not None and c.broker_avg_price is not None
+        ],
+        folded=sorted({f.symbol for f in plan.folds}),
+        in_flight=[s.symbol for s in plan.skipped],
+        orders_refreshed=list(result.orders_refreshed),
     )
 
 

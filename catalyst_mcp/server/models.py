@@ -44,15 +44,30 @@ class QuantityChange(Out):
     to: Dec
 
 
+class PriceChange(Out):
+    symbol: str
+    from_: Dec = Field(alias="from")
+    to: Dec
+
+
 class SyncOut(Out):
     phantoms_closed: list[str]
     missing_added: list[str]
-    quantity_updated: list[QuantityChange]
+    quantity_updated: list[QuantityChange] = Field(
+        description="quantities set to the broker's, signed (negative = short); side changes included"
+    )
     changes_made: bool
     sync_id: int
     dry_run: bool
     refused: str | None
     details: list[str]
+    sides_changed: list[str] = Field(default_factory=list, description="long in one, short in the other")
+    prices_updated: list[PriceChange] = Field(default_factory=list, description="average prices set to the broker's")
+    folded: list[str] = Field(default_factory=list, description="symbols under several rows or spellings")
+    in_flight: list[str] = Field(default_factory=list, description="symbols with a working order: left for their fills")
+    orders_refreshed: list[str] = Field(
+        default_factory=list, description="client order ids whose new fills or status were recorded before comparing"
+    )
 
 
 class StartCycleOut(Out):
@@ -190,3 +205,43 @@ class WorkflowStatusOut(Out):
     broker_mode: BrokerMode
     trading_state: TradingState
     cycles: list[CycleStatusOut]
+
+
+class FillOut(Out):
+    fill_id: str
+    side: Side
+    quantity: Dec
+    price: Dec
+    at: Utc
+
+
+class OrderOut(Out):
+    order_id: int
+    client_order_id: str
+    broker_order_id: str | None
+    cycle_id: str | None
+    symbol: str
+    side: Side
+    quantity: Dec
+    order_type: OrderType
+    limit_price: Dec | None
+    stop_loss: Dec | None
+    take_profit: Dec | None
+    status: OrderStatus
+    filled_quantity: Dec
+    avg_fill_price: Dec | None
+    reason: str | None = Field(description="why it was rejected or cancelled, when known")
+    created_at: Utc
+    updated_at: Utc
+    fills: list[FillOut]
+
+
+class OrdersOut(Out):
+    orders: list[OrderOut] = Field(description="newest first")
+    truncated: bool = Field(description="true when more orders matched than were returned")
+
+
+class CancelOut(Out):
+    order: OrderOut
+    cancelled: bool
+    reason: str | None = Field(description="why it was not cancelled (it had filled or ended first), else null")

@@ -7,10 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import InvalidInput
 from catalyst_mcp.domain.models import OrderIntent
-from catalyst_mcp.domain.phases import Phase, PhaseStatus
+from catalyst_mcp.domain.phases import Phase, PhaseStatus, monitor_detail, validate_detail
 from catalyst_mcp.markets.symbols import normalise_symbol
 from catalyst_mcp.server import mapping
 from catalyst_mcp.server import models as m
@@ -62,11 +63,7 @@ def register(kit: Toolkit) -> None:
             result = await approval.check_risk(call.rt, intent, cycle_id, caller_of(ctx))
             call.add(Phase.DECIDE, PhaseStatus.COMPLETED, f"{side.value} {quantity} {intent.symbol}")
             failed = [c.rule for c in result.decision.checks if not c.passed]
-            call.add(
-                Phase.VALIDATE,
-                PhaseStatus.COMPLETED,
-                "approved=true" if not failed else f"approved=false; failed: {', '.join(failed)}",
-            )
+            call.add(Phase.VALIDATE, PhaseStatus.COMPLETED, validate_detail(result.decision.approved, failed))
             return mapping.risk_out(result)
 
         return await kit.run(ctx, "check_risk", cycle_id, body, needs_trade_mode=True)
@@ -91,12 +88,9 @@ def register(kit: Toolkit) -> None:
             else:
                 call.add(Phase.EXECUTE, PhaseStatus.COMPLETED, f"order {out.client_order_id} {out.status.value}")
                 if out.status is OrderStatus.FILLED:
-                    call.add(
-                        Phase.MONITOR,
-                        PhaseStatus.COMPLETED,
-                        f"filled {out.filled_quantity} {out.symbol} @ {out.avg_fill_price}; "
-                        "position under exit-signal watch",
-                    )
+                    price = "?" if out.avg_fill_price is None else plain(out.avg_fill_price)
+                    detail = monitor_detail(plain(out.filled_quantity), out.symbol, price)
+                    call.add(Phase.MONITOR, PhaseStatus.COMPLETED, detail)
                 else:
                     call.add(Phase.MONITOR, PhaseStatus.IN_PROGRESS, f"order {out.status.value}: awaiting fill")
             return out

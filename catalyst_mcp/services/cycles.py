@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, TradingState
-from catalyst_mcp.domain.errors import Conflict, InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
 from catalyst_mcp.services import workflow
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.sync import SyncResult, sync_positions
-from catalyst_mcp.store import repos
+from catalyst_mcp.store import repos, workflow_repo
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,19 +49,19 @@ async def start_cycle(
     market_open = await rt.broker.is_market_open()
     async with rt.pool.acquire() as conn:
         state = await repos.trading_state(conn, chosen)
-        active = await repos.active_cycle(conn, agent_id, chosen)
+        active = await workflow_repo.active_cycle(conn, agent_id, chosen)
     if active is not None:
-        raise Conflict(f"agent {agent_id} already has an active cycle {active.cycle_id}: complete it first")
+        raise await workflow.active_cycle_refusal(rt, agent_id, chosen)
     if not market_open and not force:
         return StartResult(None, False, state, None, ())
     cycle_id = rt.profile.cycle_id(await rt.broker.now(), secrets.token_hex(3))
     args = {"agent_id": agent_id, "market": chosen.value, "mode": mode.value, "force": force}
     try:
         async with rt.pool.acquire() as conn, conn.transaction():
-            await repos.insert_cycle(conn, cycle_id, agent_id, chosen, mode, started)
+            await workflow_repo.insert_cycle(conn, cycle_id, agent_id, chosen, mode, started)
             await audit(conn, caller, "start_cycle", args, f"cycle {cycle_id} started", cycle_id)
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"agent {agent_id} already has an active cycle: complete it first") from None
+    except asyncpg.UniqueViolationError:  # another process started one since we looked
+        raise await workflow.active_cycle_refusal(rt, agent_id, chosen) from None
     sync = await sync_positions(rt, dry_run=False, force=False, cycle_id=cycle_id, caller=caller)
     detail = f"mode {mode.value}; sync {sync.sync_id}: " + (sync.refused or f"{len(sync.plan.changes)} changes")
     await workflow.record(
@@ -97,13 +97,13 @@ async def complete_cycle(rt: Runtime, *, cycle_id: str, summary: str | None, cal
     await workflow.require_active_cycle(rt, cycle_id)
     now = rt.clock.now()
     async with rt.pool.acquire() as conn, conn.transaction():
-        await repos.record_event(
+        await workflow_repo.insert_event(
             conn,
             cycle_id,
             "complete_cycle",
             workflow.event(Phase.COMPLETE, PhaseStatus.COMPLETED, now, now, summary),
         )
-        await repos.finish_cycle(conn, cycle_id, CycleState.COMPLETED, summary, now)
+        await workflow_repo.finish_cycle(conn, cycle_id, CycleState.COMPLETED, summary, now)
         await audit(conn, caller, "complete_cycle", {"cycle_id": cycle_id}, "completed", cycle_id)
     view = await workflow.status(rt, cycle_id, None)
     return view.cycles[0]

@@ -20,7 +20,7 @@ from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.services.approval import take_snapshot
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos
+from catalyst_mcp.store import repos, workflow_repo
 from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
 
 BOOK_LOCK_NAMESPACE = 0x0CA7
@@ -65,7 +65,7 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
         if approval.cycle_id is not None:
             if cycle_id is not None and approval.cycle_id != cycle_id:
                 raise InvalidInput(f"approval {approval_id} belongs to cycle {approval.cycle_id}, not {cycle_id}")
-            owner = await repos.get_cycle(conn, approval.cycle_id)
+            owner = await workflow_repo.get_cycle(conn, approval.cycle_id)
             if owner is not None and owner.status is not CycleState.ACTIVE:
                 raise InvalidInput(
                     f"approval {approval_id} belongs to cycle {approval.cycle_id}, which is {owner.status.value}"
@@ -197,9 +197,15 @@ async def _record_rejection(rt: Runtime, order: OrderRecord, reason: str, caller
 
 
 async def record_broker_order(
-    rt: Runtime, order: OrderRecord, broker_order: BrokerOrder, approval: ApprovalRecord, caller: Caller
+    rt: Runtime,
+    order: OrderRecord,
+    broker_order: BrokerOrder,
+    approval: ApprovalRecord,
+    caller: Caller,
+    *,
+    tool: str = "execute_trade",
 ) -> OrderRecord:
-    """Record the broker's view of an order and move the book by its new fills only."""
+    """Record the broker's view of an order and move the book by its new fills only (audited as ``tool``)."""
     now = rt.clock.now()
     intent = approval.intent
     async with rt.pool.acquire() as conn, conn.transaction():
@@ -225,7 +231,7 @@ async def record_broker_order(
             await audit(
                 conn,
                 caller,
-                "execute_trade",
+                tool,
                 {"approval_id": str(approval.approval_id)},
                 f"order {order.client_order_id} {updated.status.value}, filled {plain(applied)}",
                 order.cycle_id,

@@ -1,4 +1,4 @@
-"""Cycle read models and phase recording."""
+"""Cycle read models (workflow_status, list_cycles, agent liveness) and phase recording."""
 
 from __future__ import annotations
 
@@ -7,12 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from catalyst_mcp.domain.enums import BrokerMode, CycleMode, CycleState, Market, TradingState
-from catalyst_mcp.domain.errors import InvalidInput
-from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus, PhaseView, fold, progress_bar
+from catalyst_mcp.domain.errors import Conflict, InvalidInput
+from catalyst_mcp.domain.phases import (
+    Phase,
+    PhaseEvent,
+    PhaseStatus,
+    PhaseView,
+    Progress,
+    check_sequence,
+    fold,
+    passes,
+    progress_bar,
+)
 from catalyst_mcp.markets.profiles import is_cycle_id
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos
+from catalyst_mcp.store import workflow_repo
 from catalyst_mcp.store.records import CycleRecord
+from catalyst_mcp.store.workflow_repo import Heartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +38,22 @@ class CycleView:
     updated_at: datetime
     phases: tuple[PhaseView, ...]
     progress: str
+    passes: int = 0
+    completed_at: datetime | None = None
+    summary: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    """An agent's liveness: alive while it was seen within the abandonment window."""
+
+    agent_id: str
+    market: Market
+    last_seen_at: datetime
+    last_tool: str | None
+    cycle_id: str | None
+    alive: bool
+    idle_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,21 +61,47 @@ class StatusView:
     broker_mode: BrokerMode
     trading_state: TradingState
     cycles: tuple[CycleView, ...]
+    agents: tuple[AgentView, ...] = ()
 
 
-def view_of(cycle: CycleRecord, events: Sequence[PhaseEvent]) -> CycleView:
-    current, phases = fold(events, cycle.status)
+def effective_state(cycle: CycleRecord, now: datetime, idle_after: timedelta) -> CycleState:
+    """The state to show: an active cycle idle for longer than ``idle_after`` is abandoned, even before a
+    sweep has written so."""
+    if cycle.status is CycleState.ACTIVE and cycle.updated_at < now - idle_after:
+        return CycleState.ABANDONED
+    return cycle.status
+
+
+def view_of(cycle: CycleRecord, events: Sequence[PhaseEvent], state: CycleState | None = None) -> CycleView:
+    shown = cycle.status if state is None else state
+    current, phases = fold(events, shown)
     return CycleView(
         cycle_id=cycle.cycle_id,
         agent_id=cycle.agent_id,
         market=cycle.market,
         mode=cycle.mode,
-        status=cycle.status,
+        status=shown,
         current_phase=current,
         started_at=cycle.started_at,
         updated_at=cycle.updated_at,
         phases=phases,
         progress=progress_bar(phases),
+        passes=passes(events),
+        completed_at=cycle.completed_at if shown is cycle.status else cycle.updated_at,
+        summary=cycle.summary,
+    )
+
+
+def agent_view(beat: Heartbeat, now: datetime, idle_after: timedelta) -> AgentView:
+    idle = max(now - beat.last_seen_at, timedelta(0))
+    return AgentView(
+        agent_id=beat.agent_id,
+        market=beat.market,
+        last_seen_at=beat.last_seen_at,
+        last_tool=beat.last_tool,
+        cycle_id=beat.cycle_id,
+        alive=idle <= idle_after,
+        idle_seconds=int(idle.total_seconds()),
     )
 
 
@@ -58,10 +111,14 @@ def check_cycle_id(cycle_id: str) -> str:
     return cycle_id
 
 
+def idle_window(rt: Runtime) -> timedelta:
+    return timedelta(seconds=rt.settings.abandon_after_seconds)
+
+
 async def abandon_idle(rt: Runtime) -> list[str]:
-    idle_before = rt.clock.now() - timedelta(seconds=rt.settings.abandon_after_seconds)
+    """Mark active cycles idle for longer than the window abandoned (the triggers announce each)."""
     async with rt.pool.acquire() as conn:
-        return await repos.abandon_idle_cycles(conn, idle_before)
+        return await workflow_repo.abandon_idle(conn, rt.clock.now() - idle_window(rt))
 
 
 async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
@@ -69,7 +126,7 @@ async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
     check_cycle_id(cycle_id)
     await abandon_idle(rt)
     async with rt.pool.acquire() as conn:
-        cycle = await repos.get_cycle(conn, cycle_id)
+        cycle = await workflow_repo.get_cycle(conn, cycle_id)
     if cycle is None:
         raise InvalidInput(f"unknown cycle {cycle_id}")
     if cycle.status is not CycleState.ACTIVE:
@@ -78,9 +135,17 @@ async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
 
 
 async def record(rt: Runtime, cycle_id: str, tool: str, events: Sequence[PhaseEvent]) -> None:
+    """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
+    them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""
     async with rt.pool.acquire() as conn, conn.transaction():
-        for event in events:
-            await repos.record_event(conn, cycle_id, tool, event)
+        lock = await workflow_repo.lock_cycle(conn, cycle_id)
+        if lock is None:
+            raise InvalidInput(f"unknown cycle {cycle_id}")
+        if lock.status is not CycleState.ACTIVE:
+            raise Conflict(f"cycle {cycle_id} is {lock.status.value}; start a new cycle")
+        check_sequence(Progress(seen=lock.seen, last=lock.last), [e.phase for e in events])
+        for item in events:
+            await workflow_repo.insert_event(conn, cycle_id, tool, item)
 
 
 def event(
@@ -89,22 +154,51 @@ def event(
     return PhaseEvent(phase, status, started_at, completed_at, detail)
 
 
+async def active_cycle_refusal(rt: Runtime, agent_id: str, market: Market) -> Conflict:
+    """The refusal of a second start_cycle, naming the cycle that is active."""
+    async with rt.pool.acquire() as conn:
+        active = await workflow_repo.active_cycle(conn, agent_id, market)
+    named = f" {active.cycle_id}" if active is not None else ""
+    return Conflict(f"agent {agent_id} already has an active cycle{named}: complete it first")
+
+
 async def status(rt: Runtime, cycle_id: str | None, agent_id: str | None) -> StatusView:
-    """One cycle when asked for, else the latest cycle of every agent (optionally one agent)."""
-    await abandon_idle(rt)
+    """One cycle when asked for, else the latest cycle of every agent (optionally one agent), with the
+    liveness of those agents. Reads only."""
+    if cycle_id is not None:
+        check_cycle_id(cycle_id)
+    now, window = rt.clock.now(), idle_window(rt)
     async with rt.pool.acquire() as conn:
         if cycle_id is not None:
-            check_cycle_id(cycle_id)
-            found = await repos.get_cycle(conn, cycle_id)
+            found = await workflow_repo.get_cycle(conn, cycle_id)
             if found is None:
                 raise InvalidInput(f"unknown cycle {cycle_id}")
             cycles = [found]
         else:
-            cycles = await repos.latest_cycles(conn, agent_id)
-        events = await repos.cycle_events(conn, [c.cycle_id for c in cycles])
-        state = await repos.trading_state(conn, rt.profile.market)
+            cycles = await workflow_repo.latest_cycles(conn, agent_id)
+        events = await workflow_repo.cycle_events(conn, [c.cycle_id for c in cycles])
+        state = await workflow_repo.trading_state(conn, rt.profile.market)
+        if cycle_id is not None:
+            beats = await workflow_repo.heartbeats(conn, [cycles[0].agent_id])
+        else:
+            beats = await workflow_repo.heartbeats(conn, None if agent_id is None else [agent_id])
     return StatusView(
         broker_mode=rt.broker.mode,
-        trading_state=state,
-        cycles=tuple(view_of(c, events[c.cycle_id]) for c in cycles),
+        trading_state=state.state,
+        cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in cycles),
+        agents=tuple(agent_view(b, now, window) for b in beats),
+    )
+
+
+async def history(rt: Runtime, agent_id: str | None, since: datetime | None, limit: int) -> StatusView:
+    """Cycles newest first (list_cycles), with the broker mode and trading state."""
+    now, window = rt.clock.now(), idle_window(rt)
+    async with rt.pool.acquire() as conn:
+        cycles = await workflow_repo.list_cycles(conn, agent_id, since, limit)
+        events = await workflow_repo.cycle_events(conn, [c.cycle_id for c in cycles])
+        state = await workflow_repo.trading_state(conn, rt.profile.market)
+    return StatusView(
+        broker_mode=rt.broker.mode,
+        trading_state=state.state,
+        cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in cycles),
     )

@@ -3,7 +3,6 @@ returns domain objects, never records."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,8 +11,6 @@ from uuid import UUID
 import asyncpg
 
 from catalyst_mcp.domain.enums import (
-    CycleMode,
-    CycleState,
     Market,
     OrderStatus,
     OrderType,
@@ -22,118 +19,9 @@ from catalyst_mcp.domain.enums import (
     TradingState,
 )
 from catalyst_mcp.domain.models import Fill, OrderIntent, Position
-from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus
-from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, CycleRecord, OrderRecord
+from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-
-
-# --- cycles -------------------------------------------------------------------------------------------
-
-
-def _cycle(row: asyncpg.Record) -> CycleRecord:
-    return CycleRecord(
-        cycle_id=row["cycle_id"],
-        agent_id=row["agent_id"],
-        market=Market(row["market"]),
-        mode=CycleMode(row["mode"]),
-        status=CycleState(row["status"]),
-        started_at=row["started_at"],
-        updated_at=row["updated_at"],
-        completed_at=row["completed_at"],
-        summary=row["summary"],
-    )
-
-
-async def insert_cycle(
-    conn: Conn, cycle_id: str, agent_id: str, market: Market, mode: CycleMode, at: datetime
-) -> CycleRecord:
-    row = await conn.fetchrow(
-        """INSERT INTO cycles (cycle_id, agent_id, market, mode, started_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $5) RETURNING *""",
-        cycle_id,
-        agent_id,
-        market.value,
-        mode.value,
-        at,
-    )
-    assert row is not None
-    return _cycle(row)
-
-
-async def get_cycle(conn: Conn, cycle_id: str) -> CycleRecord | None:
-    row = await conn.fetchrow("SELECT * FROM cycles WHERE cycle_id = $1", cycle_id)
-    return None if row is None else _cycle(row)
-
-
-async def active_cycle(conn: Conn, agent_id: str, market: Market) -> CycleRecord | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM cycles WHERE agent_id = $1 AND market = $2 AND status = 'active'",
-        agent_id,
-        market.value,
-    )
-    return None if row is None else _cycle(row)
-
-
-async def abandon_idle_cycles(conn: Conn, idle_before: datetime) -> list[str]:
-    rows = await conn.fetch(
-        """UPDATE cycles SET status = 'abandoned', completed_at = updated_at
-           WHERE status = 'active' AND updated_at < $1 RETURNING cycle_id""",
-        idle_before,
-    )
-    return [r["cycle_id"] for r in rows]
-
-
-async def finish_cycle(conn: Conn, cycle_id: str, state: CycleState, summary: str | None, at: datetime) -> CycleRecord:
-    row = await conn.fetchrow(
-        """UPDATE cycles SET status = $2, summary = COALESCE($3, summary), completed_at = $4, updated_at = $4
-           WHERE cycle_id = $1 RETURNING *""",
-        cycle_id,
-        state.value,
-        summary,
-        at,
-    )
-    assert row is not None
-    return _cycle(row)
-
-
-async def latest_cycles(conn: Conn, agent_id: str | None) -> list[CycleRecord]:
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (agent_id) * FROM cycles
-           WHERE $1::text IS NULL OR agent_id = $1
-           ORDER BY agent_id, started_at DESC, seq DESC""",
-        agent_id,
-    )
-    return [_cycle(r) for r in rows]
-
-
-async def record_event(conn: Conn, cycle_id: str, tool: str, event: PhaseEvent) -> None:
-    await conn.execute(
-        """WITH touched AS (UPDATE cycles SET updated_at = GREATEST(updated_at, $6) WHERE cycle_id = $1)
-           INSERT INTO cycle_events (cycle_id, phase, status, tool, detail, started_at, completed_at)
-           VALUES ($1, $2, $3, $4, $5, $7, $6)""",
-        cycle_id,
-        event.phase.value,
-        event.status.value,
-        tool,
-        event.detail,
-        event.completed_at,
-        event.started_at,
-    )
-
-
-async def cycle_events(conn: Conn, cycle_ids: Sequence[str]) -> dict[str, list[PhaseEvent]]:
-    rows = await conn.fetch(
-        """SELECT cycle_id, phase, status, detail, started_at, completed_at FROM cycle_events
-           WHERE cycle_id = ANY($1::text[]) ORDER BY event_id""",
-        list(cycle_ids),
-    )
-    out: dict[str, list[PhaseEvent]] = {c: [] for c in cycle_ids}
-    for r in rows:
-        out[r["cycle_id"]].append(
-            PhaseEvent(Phase(r["phase"]), PhaseStatus(r["status"]), r["started_at"], r["completed_at"], r["detail"])
-        )
-    return out
 
 
 # --- trading state --------------------------------------------------------------------------------------

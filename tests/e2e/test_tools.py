@@ -86,8 +86,17 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         (True, False, True, False),
         {"cycle_id", "agent_id"},
         set(),
+        {"broker_mode", "trading_state", "cycles", "agents"},
+    ),
+    # added by later issues (the contract's "later" tools)
+    "list_cycles": (
+        (True, False, True, False),
+        {"agent_id", "since", "limit"},
+        set(),
         {"broker_mode", "trading_state", "cycles"},
     ),
+    "get_orders": ((True, False, True, True), {"status", "symbol", "cycle_id"}, set(), {"orders", "truncated"}),
+    "cancel_order": ((False, True, True, True), {"order_id"}, {"order_id"}, {"order", "cancelled", "reason"}),
 }
 
 
@@ -129,7 +138,7 @@ def phase(status: dict[str, Any], name: str) -> dict[str, Any]:
 async def test_the_server_lists_exactly_the_ten_contract_tools(client: Client) -> None:
     listed = await client.list_tools()
     assert sorted(t.name for t in listed.tools) == sorted(CONTRACT)
-    assert len(listed.tools) == 10
+    assert len(listed.tools) == len(CONTRACT) == 13
 
 
 async def test_every_tool_declares_all_four_hints_as_the_contract_table_says(client: Client) -> None:
@@ -288,7 +297,7 @@ async def test_a_running_cycle_shows_pending_phases_as_the_documented_progress_b
 
 async def test_workflow_status_on_a_fresh_database_lists_no_cycles_and_paper_mode(tools: Tools) -> None:
     status = await tools.ok("workflow_status", {})
-    assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": []}
+    assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": [], "agents": []}
 
 
 async def test_workflow_status_without_arguments_shows_the_latest_cycle_of_every_agent(tools: Tools) -> None:

@@ -57,7 +57,7 @@ async def test_a_full_cycle_runs_over_stdio_against_a_child_server(database_url:
     with anyio.fail_after(60):
         async with Client(params) as client:
             tools = await client.list_tools()
-            assert len(tools.tools) == 10
+            assert {"start_cycle", "check_risk", "execute_trade", "workflow_status"} <= {t.name for t in tools.tools}
             final = await run_one_cycle(client, "stdio_agent")
     assert final["progress"] == FULL_BAR
 

@@ -1,0 +1,248 @@
+"""One live picture across server processes: two HTTP servers on one database, agents on one, observers
+subscribed on the other (in both protocol eras) following every phase change through LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp_types import ResourceUpdatedNotification
+
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
+
+CURRENT = "catalyst://cycles/current"
+WAIT_S = 20
+
+
+def _admin(pg_uri: str, statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_uri)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    anyio.run(run)
+
+
+def _serve(database_url: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env.update({"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    return proc
+
+
+def _url_of(proc: subprocess.Popen[str]) -> str:
+    assert proc.stderr is not None
+    for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
+        if line.startswith("listening on "):
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+            return line.removeprefix("listening on ").strip()
+    raise AssertionError(f"server exited with {proc.wait()}")
+
+
+@pytest.fixture(scope="module")
+def two_servers(pg_uri: str) -> Iterator[tuple[str, str]]:
+    """Two server processes on one fresh database (shared by this module's tests; agents differ per test)."""
+    name = f"live_{uuid.uuid4().hex[:12]}"
+    _admin(pg_uri, f"CREATE DATABASE {name} TEMPLATE catalyst_template")
+    database_url = urlunsplit(urlsplit(pg_uri)._replace(path=f"/{name}"))
+    procs = [_serve(database_url) for _ in range(2)]
+    try:
+        first, second = (_url_of(p) for p in procs)
+        yield first, second
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
+        _admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class Observer:
+    """A client that re-reads the current cycles only when told something changed."""
+
+    def __init__(self, url: str, mode: str) -> None:
+        self.client = Client(url, mode=mode, message_handler=self.on_message)  # type: ignore[arg-type]
+        self.notices = 0
+        self._arrived = anyio.Event()
+
+    def notified(self) -> None:
+        self.notices += 1
+        self._arrived.set()
+
+    async def on_message(self, message: object) -> None:
+        if isinstance(message, ResourceUpdatedNotification) and str(message.params.uri) == CURRENT:
+            self.notified()
+
+    async def next_notice(self, seen: int) -> int:
+        while self.notices <= seen:
+            self._arrived = anyio.Event()
+            await self._arrived.wait()
+        return self.notices
+
+    async def cycles(self) -> dict[str, dict[str, Any]]:
+        contents = (await self.client.read_resource(CURRENT)).contents
+        status = json.loads(contents[0].text)  # type: ignore[union-attr]
+        return {c["agent_id"]: c for c in status["cycles"]}
+
+
+@pytest.fixture
+async def observers(two_servers: tuple[str, str]) -> AsyncIterator[list[Observer]]:
+    """A legacy observer subscribed on the first server and a 2026 one listening on the second."""
+    async with anyio.create_task_group() as tg, AsyncExitStack() as stack:
+        legacy, modern = Observer(two_servers[0], "legacy"), Observer(two_servers[1], "auto")
+        for observer in (legacy, modern):
+            await stack.enter_async_context(observer.client)
+        await legacy.client.session.subscribe_resource(CURRENT)
+        scope = await tg.start(_listen, modern)
+        yield [legacy, modern]
+        scope.cancel()
+
+
+async def _listen(observer: Observer, *, task_status: Any) -> None:
+    with anyio.CancelScope() as scope:
+        async with observer.client.listen(resource_subscriptions=[CURRENT]) as sub:
+            task_status.started(scope)
+            async for event in sub:
+                if isinstance(event, ResourceUpdated):
+                    observer.notified()
+
+
+async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, f"{tool}: {result.content}"
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def cycle_steps(client: Client, agent_id: str, symbol: str) -> AsyncIterator[str]:
+    """Run one full cycle buying ``symbol``, yielding the phase each call should show."""
+    cycle_id = (await call(client, "start_cycle", agent_id=agent_id))["cycle_id"]
+    yield "INIT"
+    await call(client, "get_portfolio", cycle_id=cycle_id)
+    yield "PORTFOLIO"
+    await call(client, "scan_market", cycle_id=cycle_id, limit=3)
+    yield "SCAN"
+    quote = await call(client, "get_quote", symbol=symbol, cycle_id=cycle_id)
+    yield "ANALYZE"
+    stop = str((Decimal(quote["bid"]) * Decimal("0.97")).quantize(Decimal("0.01")))
+    args = {"symbol": symbol, "side": "buy", "quantity": "3", "order_type": "market", "stop_loss": stop}
+    risk = await call(client, "check_risk", cycle_id=cycle_id, **args)
+    assert risk["approved"] is True, risk["reasons"]
+    yield "VALIDATE"
+    trade = await call(client, "execute_trade", approval_id=risk["approval_id"], cycle_id=cycle_id)
+    assert trade["status"] == "filled"
+    yield "MONITOR"
+    await call(client, "log_decision", cycle_id=cycle_id, decision="trade", reasoning="e2e", symbol=symbol)
+    yield "LOG"
+    await call(client, "complete_cycle", cycle_id=cycle_id)
+    yield "COMPLETE"
+
+
+async def until_seen(observer: Observer, agent_id: str, phase: str, seen: int) -> tuple[int, dict[str, Any]]:
+    """Wait for notices and re-read after each until ``agent_id``'s cycle shows ``phase``."""
+    while True:
+        seen = await observer.next_notice(seen)
+        cycle = (await observer.cycles()).get(agent_id)
+        if cycle is not None and cycle["current_phase"] == phase:
+            return seen, cycle
+
+
+@pytest.mark.parametrize(("agent_on", "symbol"), [(0, "MSFT"), (1, "AMZN")], ids=["agent-on-first", "agent-on-second"])
+async def test_observers_on_the_other_server_see_each_phase_change_in_both_eras(
+    two_servers: tuple[str, str], observers: list[Observer], agent_on: int, symbol: str
+) -> None:
+    """The legacy observer is on the first server and the 2026 one on the second; with the agent on either,
+    one of them is in another process. Each sees every phase, re-reading only when notified."""
+    walker = f"walker{agent_on}"
+    seen = [o.notices for o in observers]
+    shown: list[list[str]] = [[], []]
+    with anyio.fail_after(WAIT_S * 2):
+        async with Client(two_servers[agent_on]) as agent:
+            async for expected in cycle_steps(agent, walker, symbol):
+                for i, observer in enumerate(observers):
+                    seen[i], cycle = await until_seen(observer, walker, expected, seen[i])
+                    shown[i].append(cycle["current_phase"])
+    phases = ["INIT", "PORTFOLIO", "SCAN", "ANALYZE", "VALIDATE", "MONITOR", "LOG", "COMPLETE"]
+    assert shown == [phases, phases]
+    assert cycle["status"] == "completed" and cycle["progress"].endswith("[✓ LOG][✓ COMPLETE]")
+
+
+async def test_two_servers_and_their_clients_show_one_picture_of_two_agents(
+    two_servers: tuple[str, str], observers: list[Observer]
+) -> None:
+    async def run(url: str, agent_id: str, symbol: str) -> None:
+        async with Client(url) as client:
+            async for _ in cycle_steps(client, agent_id, symbol):
+                pass
+
+    with anyio.fail_after(WAIT_S * 2):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, two_servers[0], "alpha", "AAPL")
+            tg.start_soon(run, two_servers[1], "beta", "NVDA")
+
+            async def follow(observer: Observer) -> None:
+                seen = 0
+                while True:
+                    cycles = await observer.cycles()
+                    if all(cycles.get(a, {}).get("status") == "completed" for a in ("alpha", "beta")):
+                        return
+                    seen = await observer.next_notice(seen)
+
+            for observer in observers:
+                tg.start_soon(follow, observer)
+
+        pictures = []
+        for url in two_servers:
+            async with Client(url) as client:
+                status = await call(client, "workflow_status")
+                pictures.append({c["agent_id"]: c for c in status["cycles"] if c["agent_id"] in ("alpha", "beta")})
+        pictures += [{a: c for a, c in (await o.cycles()).items() if a in ("alpha", "beta")} for o in observers]
+    assert all(p == pictures[0] for p in pictures), "every client sees the same cycles"
+    assert {c["progress"] for c in pictures[0].values()} == {
+        "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
+    }
+
+
+async def test_concurrent_starts_on_two_servers_leave_one_active_cycle(two_servers: tuple[str, str]) -> None:
+    outcomes: list[bool] = []
+    go = anyio.Event()
+
+    async def start(client: Client) -> None:
+        await go.wait()
+        result = await client.call_tool("start_cycle", {"agent_id": "contender"})
+        outcomes.append(not result.is_error)
+        if result.is_error:
+            assert "already has an active cycle" in result.content[0].text  # type: ignore[union-attr]
+
+    with anyio.fail_after(WAIT_S):
+        async with AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(Client(url)) for url in two_servers * 2]
+            async with anyio.create_task_group() as tg:
+                for client in clients:
+                    tg.start_soon(start, client)
+                go.set()
+            status = await call(clients[0], "workflow_status", agent_id="contender")
+    assert sorted(outcomes) == [False, False, False, True]
+    assert [c["status"] for c in status["cycles"]] == ["active"]

@@ -1,0 +1,126 @@
+"""A sync and the order path never interleave on one book: the sync holds the book lock for its whole
+diff-and-apply, fills wait for it, and whatever ran concurrently, the book ends equal to the broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+import anyio
+import pytest
+from mcp import Client
+
+from catalyst_mcp.brokers.simulated import SimExchange
+from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.services.audit import Caller
+from catalyst_mcp.services.execution import lock_book
+from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.services.sync import SyncResult, sync_positions
+
+D = Decimal
+SYMBOLS = ("AAPL", "KO", "JPM", "MSFT", "NVDA")
+
+
+async def sync(rt: Runtime) -> SyncResult:
+    return await sync_positions(rt, dry_run=False, force=False, cycle_id=None, caller=Caller("concurrent"))
+
+
+async def book(rt: Runtime) -> dict[str, Decimal]:
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT symbol, quantity FROM positions WHERE status = 'open'")
+    return {r["symbol"]: r["quantity"] for r in rows}
+
+
+async def broker(rt: Runtime) -> dict[str, Decimal]:
+    return {p.symbol: p.quantity for p in await rt.broker.get_positions()}
+
+
+async def test_a_sync_waits_for_the_book_lock_and_then_sees_what_its_holder_committed(runtime: Runtime) -> None:
+    await cast(SimExchange, runtime.broker).set_external_position("KO", D(5), D("60"))
+    results: list[SyncResult] = []
+    async with runtime.pool.acquire() as holder:
+        tx = holder.transaction()
+        await tx.start()
+        await lock_book(holder, runtime.profile.market.value)
+        # As a fill being applied would: the position appears while the lock is held.
+        await holder.execute(
+            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
+               VALUES ('US', 'KO', 'long', 5, 60, now(), now())"""
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                results.append(await sync(runtime))
+
+            tg.start_soon(run)
+            with anyio.fail_after(10):  # until the sync is queued behind the lock (no sleeping: each poll is a query)
+                while not await holder.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ):
+                    await anyio.lowlevel.checkpoint()
+            assert results == []
+            await tx.commit()
+    (result,) = results
+    assert result.plan.is_empty and not result.changes_made  # it saw KO: nothing missing, nothing duplicated
+    assert await book(runtime) == {"KO": D(5)}
+
+
+@pytest.fixture
+async def client(server: Any) -> AsyncIterator[Client]:
+    async with Client(server) as c:
+        yield c
+
+
+async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    assert isinstance(result.structured_content, dict)
+    return result.structured_content
+
+
+async def test_syncs_running_during_executions_never_correct_the_book_and_it_ends_equal_to_the_broker(
+    client: Client, runtime: Runtime, clock: FixedClock
+) -> None:
+    await cast(SimExchange, runtime.broker).set_external_position("XOM", D(7), D("115"))
+    await sync(runtime)  # XOM is now in the book; everything after this comes from fills
+    approvals = []
+    for symbol in SYMBOLS:
+        quote = await call(client, "get_quote", symbol=symbol)
+        stop = str((D(quote["bid"]) * D("0.95")).quantize(D("0.01")))
+        decision = await call(
+            client, "check_risk", symbol=symbol, side="buy", quantity="3", order_type="market", stop_loss=stop
+        )
+        assert decision["approved"], decision["reasons"]
+        approvals.append(decision["approval_id"])
+    syncs: list[SyncResult] = []
+    executed = 0
+    all_done = anyio.Event()
+
+    async def execute(approval_id: str) -> None:
+        nonlocal executed
+        assert (await call(client, "execute_trade", approval_id=approval_id))["status"] == "filled"
+        executed += 1
+        if executed == len(approvals):
+            all_done.set()
+
+    async def keep_syncing() -> None:  # a sync at every stage of every execution
+        while not all_done.is_set():
+            syncs.append(await sync(runtime))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_syncing)
+            tg.start_soon(keep_syncing)
+            for approval_id in approvals:
+                tg.start_soon(execute, approval_id)
+
+    assert syncs
+    for result in syncs:
+        assert result.refused is None
+        assert result.plan.changes == () and not result.changes_made, result.details
+    expected = {"XOM": D(7), **{s: D(3) for s in SYMBOLS}}
+    assert await book(runtime) == expected == await broker(runtime)
+    clock.advance(timedelta(seconds=1))
+    assert (await sync(runtime)).plan.is_empty
