@@ -263,45 +263,7 @@ class SimExchange:
             )
             if order is None or quantity <= 0:
                 raise InvalidInput(f"order {client_order_id} has no {quantity} shares left to fill")
-            signed = quantity if order["side"] == Side.BUY.value else -quantity
-            await conn.execute(
-                """INSERT INTO sim.positions AS p (market, symbol, quantity, avg_entry_price) VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (market, symbol) DO UPDATE SET quantity = p.quantity + $3, avg_entry_price = CASE
-                       WHEN p.quantity = 0 OR sign(p.quantity) <> sign(p.quantity + $3) THEN $4
-                       WHEN abs(p.quantity + $3) > abs(p.quantity)
-                           THEN (p.avg_entry_price * abs(p.quantity) + $4 * abs($3)) / abs(p.quantity + $3)
-                       ELSE p.avg_entry_price END""",
-                self._market,
-                order["symbol"],
-                signed,
-                price,
-            )
-            await conn.execute("DELETE FROM sim.positions WHERE market = $1 AND quantity = 0", self._market)
-            await conn.execute(
-                "UPDATE sim.accounts SET cash = cash - $2 WHERE market = $1", self._market, signed * price
-            )
-            await conn.execute(
-                """INSERT INTO sim.fills (fill_id, broker_order_id, symbol, side, quantity, price, filled_at)
-                   SELECT $1 || '-' || (count(*) + 1), $1, $2, $3, $4, $5, $6
-                   FROM sim.fills WHERE broker_order_id = $1""",
-                order["broker_order_id"],
-                order["symbol"],
-                order["side"],
-                quantity,
-                price,
-                now,
-            )
-            row = await conn.fetchrow(
-                """UPDATE sim.orders SET filled_quantity = filled_quantity + $2, updated_at = $4,
-                          avg_fill_price = (COALESCE(avg_fill_price, 0) * filled_quantity + $2 * $3)
-                                           / (filled_quantity + $2),
-                          status = CASE WHEN filled_quantity + $2 = quantity THEN 'filled' ELSE 'partially_filled' END
-                   WHERE broker_order_id = $1 RETURNING *""",
-                order["broker_order_id"],
-                quantity,
-                price,
-                now,
-            )
+            row = await self._book_fill(conn, order, quantity, price, now)
             assert row is not None
             return await self._to_order(conn, row)
 
@@ -411,60 +373,64 @@ class SimExchange:
             return
         qty: Decimal = order["quantity"] - order["filled_quantity"]
         cash = await self._ensure_account(conn)
-        held = await conn.fetchrow(
-            """SELECT quantity, avg_entry_price FROM sim.positions
-               WHERE market = $1 AND symbol = $2 FOR UPDATE""",
+        held = await conn.fetchval(
+            "SELECT quantity FROM sim.positions WHERE market = $1 AND symbol = $2 FOR UPDATE",
             self._market,
             instrument.symbol,
         )
-        held_qty: Decimal = held["quantity"] if held is not None else Decimal(0)
+        held_qty: Decimal = held if held is not None else Decimal(0)
         if side is Side.BUY and qty * price > cash:
             await self._reject(conn, broker_order_id, now)
             return
         if side is Side.SELL and qty > held_qty:
             await self._reject(conn, broker_order_id, now)  # the simulated account cannot short
             return
-        signed = qty if side is Side.BUY else -qty
-        new_qty = held_qty + signed
-        if held is None:
-            avg = price
-        elif side is Side.BUY:
-            avg = (held["avg_entry_price"] * held_qty + price * qty) / new_qty
-        else:
-            avg = held["avg_entry_price"]
+        await self._book_fill(conn, order, qty, price, now)
+
+    async def _book_fill(
+        self, conn: Conn, order: asyncpg.Record, quantity: Decimal, price: Decimal, now: datetime
+    ) -> asyncpg.Record:
+        """Book one fill of ``order``: the position (average price on growth, reset on a flip), the cash, the
+        fill row, and the order's filled quantity, average price and status. Returns the updated order."""
+        signed = quantity if order["side"] == Side.BUY.value else -quantity
         await conn.execute(
-            """INSERT INTO sim.positions (market, symbol, quantity, avg_entry_price) VALUES ($1, $2, $3, $4)
-               ON CONFLICT (market, symbol) DO UPDATE SET quantity = $3, avg_entry_price = $4""",
+            """INSERT INTO sim.positions AS p (market, symbol, quantity, avg_entry_price) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (market, symbol) DO UPDATE SET quantity = p.quantity + $3, avg_entry_price = CASE
+                   WHEN p.quantity = 0 OR sign(p.quantity) <> sign(p.quantity + $3) THEN $4
+                   WHEN abs(p.quantity + $3) > abs(p.quantity)
+                       THEN (p.avg_entry_price * abs(p.quantity) + $4 * abs($3)) / abs(p.quantity + $3)
+                   ELSE p.avg_entry_price END""",
             self._market,
-            instrument.symbol,
-            new_qty,
-            avg,
+            order["symbol"],
+            signed,
+            price,
         )
-        await conn.execute(
-            "DELETE FROM sim.positions WHERE market = $1 AND symbol = $2 AND quantity = 0",
-            self._market,
-            instrument.symbol,
-        )
+        await conn.execute("DELETE FROM sim.positions WHERE market = $1 AND quantity = 0", self._market)
         await conn.execute("UPDATE sim.accounts SET cash = cash - $2 WHERE market = $1", self._market, signed * price)
-        sequence = await conn.fetchval("SELECT count(*) + 1 FROM sim.fills WHERE broker_order_id = $1", broker_order_id)
         await conn.execute(
             """INSERT INTO sim.fills (fill_id, broker_order_id, symbol, side, quantity, price, filled_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            f"{broker_order_id}-{sequence}",
-            broker_order_id,
-            instrument.symbol,
-            side.value,
-            qty,
+               SELECT $1 || '-' || (count(*) + 1), $1, $2, $3, $4, $5, $6
+               FROM sim.fills WHERE broker_order_id = $1""",
+            order["broker_order_id"],
+            order["symbol"],
+            order["side"],
+            quantity,
             price,
             now,
         )
-        await conn.execute(
-            """UPDATE sim.orders SET status = 'filled', filled_quantity = quantity, avg_fill_price = $2,
-                      updated_at = $3 WHERE broker_order_id = $1""",
-            broker_order_id,
+        row = await conn.fetchrow(
+            """UPDATE sim.orders SET filled_quantity = filled_quantity + $2, updated_at = $4,
+                      avg_fill_price = (COALESCE(avg_fill_price, 0) * filled_quantity + $2 * $3)
+                                       / (filled_quantity + $2),
+                      status = CASE WHEN filled_quantity + $2 = quantity THEN 'filled' ELSE 'partially_filled' END
+               WHERE broker_order_id = $1 RETURNING *""",
+            order["broker_order_id"],
+            quantity,
             price,
             now,
         )
+        assert row is not None
+        return row
 
 
 async def reset_simulation(conn: Conn) -> None:
