@@ -124,9 +124,12 @@ async def abandon_idle(rt: Runtime) -> list[str]:
 async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
     """The cycle a tool call belongs to; it must exist and still be active."""
     check_cycle_id(cycle_id)
-    await abandon_idle(rt)
+    idle_before = rt.clock.now() - idle_window(rt)
     async with rt.pool.acquire() as conn:
         cycle = await workflow_repo.get_cycle(conn, cycle_id)
+        if cycle is not None and cycle.status is CycleState.ACTIVE and cycle.updated_at < idle_before:
+            await workflow_repo.abandon_idle(conn, idle_before)  # only on this (rare) path: one query otherwise
+            cycle = await workflow_repo.get_cycle(conn, cycle_id)
     if cycle is None:
         raise InvalidInput(f"unknown cycle {cycle_id}")
     if cycle.status is not CycleState.ACTIVE:
