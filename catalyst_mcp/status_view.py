@@ -50,7 +50,7 @@ def agents_table(view: StatusView) -> Table:
     agents = {a.agent_id: a for a in view.agents}
     table = Table(show_header=True, box=None, pad_edge=False, expand=False)
     for column in ("agent", "seen", "cycle", "status", "phase", "progress", "durations (ms)"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "progress")
     for cycle in view.cycles:
         table.add_row(
             cycle.agent_id,
@@ -131,10 +131,15 @@ async def follow(
         await listener.stop()
 
 
+PIPED_WIDTH = 240
+
+
 async def show_status(
     settings: Settings, *, cycle_id: str | None, as_json: bool, watch: bool, agent_id: str | None = None
 ) -> None:
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PIPED_WIDTH)  # a pipe or a file: don't wrap the progress bar
     async with open_runtime(settings) as rt:
         if not watch:
             view = await workflow.status(rt, cycle_id, agent_id)
