@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import uvicorn
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
@@ -37,6 +35,7 @@ from pydantic import BaseModel
 
 from catalyst_mcp.config import load_settings
 from catalyst_mcp.server.app import build_server
+from catalyst_mcp.server.http import serve_app
 from catalyst_mcp.services.runtime import Runtime, open_runtime
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 
@@ -64,28 +63,12 @@ def with_noop(server: MCPServer[Runtime]) -> MCPServer[Runtime]:
 # --- the server process ----------------------------------------------------------------------------------------
 
 
-class _Announcing(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
-        self._url = url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if not self.should_exit:
-            print(f"listening on {self._url}", file=sys.stderr, flush=True)
-
-
 async def serve() -> None:
     """The HTTP server measured: the product's server plus the no-op tool, on a socket bound here (port 0)."""
     settings = load_settings()
     async with open_runtime(settings) as rt:
         app = with_noop(build_server(settings, runtime=rt)).streamable_http_app(host=HOST)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, 0))
-        url = f"http://{HOST}:{sock.getsockname()[1]}/mcp"
-        config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False)
-        await _Announcing(config, url).serve(sockets=[sock])
+        await serve_app(app, HOST, 0, "WARNING")
 
 
 # --- measuring -------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,26 +57,15 @@ async def noop() -> NoopOut:
 
 
 async def serve() -> None:
-    import uvicorn
-
     from catalyst_mcp.server.app import build_server
+    from catalyst_mcp.server.http import serve_app
     from catalyst_mcp.server.toolkit import hints
 
     settings = load_settings()
     server = build_server(settings)
     server.add_tool(noop, annotations=hints(True, False, True, False), structured_output=True)
     configure_logging("WARNING")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    app = server.streamable_http_app(host="127.0.0.1")
-    config = uvicorn.Config(app, log_config=None, log_level="warning", lifespan="on", access_log=False)
-
-    class Announcing(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
-
-    await Announcing(config).serve(sockets=[sock])
+    await serve_app(server.streamable_http_app(host="127.0.0.1"), "127.0.0.1", 0, "WARNING")
 
 
 # --- the driver --------------------------------------------------------------------------------------------

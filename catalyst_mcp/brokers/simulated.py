@@ -57,6 +57,7 @@ class SimExchange:
         self._starting_cash = starting_cash
         self._wall = wall_clock
         self._follow_wall = follow_wall
+        self._anchor: tuple[datetime, datetime] | None = None
         self._universe: Mapping[str, Instrument] = universe_for(profile.market)
         self._market = profile.market.value
 
@@ -73,6 +74,13 @@ class SimExchange:
         wall = self._wall.now()
         if self._follow_wall:
             return wall
+        if self._anchor is None:
+            self._anchor = await self._read_anchor(wall)
+        return sim_now(self._profile, *self._anchor, wall)
+
+    async def _read_anchor(self, wall: datetime) -> tuple[datetime, datetime]:
+        """The simulation's (simulated, wall) anchor, shared by every process; created on first use. It never
+        changes afterwards (reset keeps it), so each process reads it once."""
         async with self._pool.acquire() as conn:
             row = await conn.fetchrow("SELECT anchor_sim, anchor_wall FROM sim.clock WHERE market = $1", self._market)
             if row is None:
@@ -87,7 +95,7 @@ class SimExchange:
                     "SELECT anchor_sim, anchor_wall FROM sim.clock WHERE market = $1", self._market
                 )
         assert row is not None
-        return sim_now(self._profile, row["anchor_sim"], row["anchor_wall"], wall)
+        return row["anchor_sim"], row["anchor_wall"]
 
     async def is_market_open(self) -> bool:
         return self._profile.is_open(await self.now())
@@ -434,10 +442,11 @@ class SimExchange:
 
 
 async def reset_simulation(conn: Conn) -> None:
-    """Wipe the simulated broker and the book (``catalyst-mcp reset``)."""
+    """Wipe the simulated broker and the book (``catalyst-mcp reset``). The simulated clock is kept, so servers
+    still running agree with new ones on the simulated time."""
     await conn.execute(
-        """TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.clock, sim.faults,
+        """TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.faults,
                     fills, orders, risk_decisions, positions, sync_runs, decisions, cycle_events, cycles,
-                    audit_events RESTART IDENTITY CASCADE"""
+                    equity_marks, audit_events RESTART IDENTITY CASCADE"""
     )
     await conn.execute("UPDATE trading_state SET state = 'active', reason = NULL, changed_at = now()")

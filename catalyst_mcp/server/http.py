@@ -7,6 +7,7 @@ import socket
 import sys
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from catalyst_mcp.config import Settings
 from catalyst_mcp.server.app import build_server
@@ -24,12 +25,15 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    server = build_server(settings)
-    app = server.streamable_http_app(host=host)
+    await serve_app(build_server(settings).streamable_http_app(host=host), host, port, settings.log_level)
+
+
+async def serve_app(app: ASGIApp, host: str, port: int, log_level: str) -> None:
+    """Serve an MCP HTTP app until stopped; prints ``listening on http://HOST:PORT/mcp`` once it is ready."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then, and without it keep-alive calls wait ~40 ms.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level.lower(), lifespan="on", access_log=False)
+    config = uvicorn.Config(app, log_config=None, log_level=log_level.lower(), lifespan="on", access_log=False)
     await _AnnouncingServer(config, f"http://{host}:{bound_port}/mcp").serve(sockets=[sock])

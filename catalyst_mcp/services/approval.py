@@ -127,6 +127,7 @@ async def check_risk(rt: Runtime, intent: OrderIntent, cycle_id: str | None, cal
     outcome = f"approved {approval_id}" if approval_id else "refused: " + "; ".join(decision.reasons)
     halted = None
     async with rt.pool.acquire() as conn, conn.transaction():
+        await repos.commit_without_flush(conn)
         await repos.insert_risk_decision(
             conn,
             approval_id=approval_id,

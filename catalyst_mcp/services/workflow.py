@@ -21,7 +21,7 @@ from catalyst_mcp.domain.phases import (
 )
 from catalyst_mcp.markets.profiles import is_cycle_id
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import workflow_repo
+from catalyst_mcp.store import repos, workflow_repo
 from catalyst_mcp.store.records import CycleRecord
 from catalyst_mcp.store.workflow_repo import Heartbeat
 
@@ -141,6 +141,7 @@ async def record(rt: Runtime, cycle_id: str, tool: str, events: Sequence[PhaseEv
     """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
     them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""
     async with rt.pool.acquire() as conn, conn.transaction():
+        await repos.commit_without_flush(conn)
         lock = await workflow_repo.lock_cycle(conn, cycle_id)
         if lock is None:
             raise InvalidInput(f"unknown cycle {cycle_id}")

@@ -74,8 +74,21 @@ async def apply_migrations(
 
 
 async def create_pool(uri: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections map json/jsonb through the ``json`` module; NUMERIC stays ``Decimal``."""
-    return await asyncpg.create_pool(uri, min_size=min_size, max_size=max_size, init=_init_connection)
+    """A pool whose connections map json/jsonb through the ``json`` module; NUMERIC stays ``Decimal``.
+
+    A released connection is only rolled back if a transaction was left open, instead of asyncpg's full reset
+    (unlock all, close cursors, unlisten, reset all: a round trip on every release). That is enough because
+    nothing here leaves session state on a pooled connection: settings are ``SET LOCAL``, advisory locks are
+    transaction-scoped (the migration lock is released explicitly), and LISTEN has its own connection.
+    """
+    return await asyncpg.create_pool(
+        uri, min_size=min_size, max_size=max_size, init=_init_connection, reset=_rollback_if_open
+    )
+
+
+async def _rollback_if_open(conn: asyncpg.Connection) -> None:
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -24,6 +24,13 @@ from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
+async def commit_without_flush(conn: Conn) -> None:
+    """Let this transaction commit without waiting for the WAL flush. Only for records whose loss in a crash
+    is safe: a lost approval can send no order, a lost phase event only hides progress. Orders, fills and
+    positions always commit synchronously."""
+    await conn.execute("SET LOCAL synchronous_commit TO off")
+
+
 # --- trading state --------------------------------------------------------------------------------------
 
 
@@ -140,41 +147,6 @@ async def apply_fill_to_book(
         )
     assert updated is not None
     return _position(updated)
-
-
-async def close_position_by_sync(conn: Conn, position_id: int, at: datetime) -> None:
-    """Close a phantom: no exit price is invented, so no P&L is recorded."""
-    await conn.execute(
-        """UPDATE positions SET status = 'closed', closed_at = $2, close_reason = 'sync: not at broker',
-                  updated_at = $2 WHERE position_id = $1""",
-        position_id,
-        at,
-    )
-
-
-async def set_position_by_sync(
-    conn: Conn,
-    market: Market,
-    symbol: str,
-    side: PositionSide,
-    quantity: Decimal,
-    avg_price: Decimal,
-    at: datetime,
-) -> None:
-    """Make the open row for ``symbol`` hold exactly the broker's side and quantity."""
-    await conn.execute(
-        """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $6)
-           ON CONFLICT (market, symbol) WHERE status = 'open'
-           DO UPDATE SET side = EXCLUDED.side, quantity = EXCLUDED.quantity,
-                         updated_at = EXCLUDED.updated_at""",
-        market.value,
-        symbol,
-        side.value,
-        quantity,
-        avg_price,
-        at,
-    )
 
 
 # --- risk decisions and approvals -----------------------------------------------------------------------
@@ -344,15 +316,6 @@ async def update_order(
     )
     assert row is not None
     return _order(row)
-
-
-async def symbols_with_open_orders(conn: Conn, market: Market) -> set[str]:
-    rows = await conn.fetch(
-        """SELECT DISTINCT symbol FROM orders
-           WHERE market = $1 AND status IN ('pending', 'accepted', 'partially_filled')""",
-        market.value,
-    )
-    return {r["symbol"] for r in rows}
 
 
 async def insert_fill(conn: Conn, order_id: int, fill: Fill) -> bool:

@@ -41,16 +41,17 @@ async def last_sync_ok(conn: Conn, market: Market) -> bool:
 
 async def start_of_day_equity(conn: Conn, market: Market, day: date, equity_now: Decimal, at: datetime) -> Decimal:
     """The day's first recorded equity: recorded now if this is the first look of the day."""
-    await conn.execute(
-        """INSERT INTO equity_marks (market, trading_day, start_equity, recorded_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (market, trading_day) DO NOTHING""",
+    value = await conn.fetchval(
+        """WITH added AS (
+               INSERT INTO equity_marks (market, trading_day, start_equity, recorded_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (market, trading_day) DO NOTHING RETURNING start_equity)
+           SELECT start_equity FROM added
+           UNION ALL SELECT start_equity FROM equity_marks WHERE market = $1 AND trading_day = $2
+           LIMIT 1""",
         market.value,
         day,
         equity_now,
         at,
-    )
-    value = await conn.fetchval(
-        "SELECT start_equity FROM equity_marks WHERE market = $1 AND trading_day = $2", market.value, day
     )
     assert isinstance(value, Decimal)
     return value
@@ -70,8 +71,3 @@ async def set_trading_state(
         at,
     )
     return str(result).endswith(" 1")
-
-
-async def trading_state_reason(conn: Conn, market: Market) -> str | None:
-    value = await conn.fetchval("SELECT reason FROM trading_state WHERE market = $1", market.value)
-    return None if value is None else str(value)
