@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from catalyst_mcp.domain.enums import BrokerMode
+from catalyst_mcp.domain.enums import BrokerMode, Side
 from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
 
 
@@ -18,7 +18,12 @@ class Clock(Protocol):
 
 class Broker(Protocol):
     """An account at a broker. Every order carries a client_order_id; submitting the same id twice
-    must never create a second order."""
+    must never create a second order.
+
+    Failures arrive as the domain's errors: ``BrokerRejected`` (the broker refused a well-formed request and
+    did nothing), ``TemporaryFailure`` (refused, timed out, or the answer was lost: for a submit or a cancel,
+    the caller cannot know whether the broker acted and must look the order up), ``OperatorNeeded``.
+    """
 
     @property
     def name(self) -> str: ...
@@ -30,17 +35,38 @@ class Broker(Protocol):
 
     async def get_positions(self) -> list[BrokerPosition]: ...
 
-    async def submit_order(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder: ...
+    async def submit_order(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
+        """Send ``intent``. With a stop loss and/or a take profit it goes out as a bracket (or one-triggers-
+        other): the answer's ``legs`` are the protective orders, held until the entry fills, then working
+        (one-cancels-other between them)."""
+        ...
+
+    async def protect(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        stop_loss: Decimal | None,
+        take_profit: Decimal | None,
+        client_order_id: str,
+    ) -> list[BrokerOrder]:
+        """Place protective exit orders for ``quantity`` shares of a position held now: a stop at
+        ``stop_loss`` and a limit at ``take_profit`` on ``side`` (the exit side), one-cancels-other when both
+        are given. Returns the orders placed (working), one per leg; the first carries ``client_order_id``."""
+        ...
 
     async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """The order with this client_order_id, with its fills so far; None when the broker has none."""
+        """The order with this client_order_id with its cumulative fill; None when the broker has none."""
         ...
 
     async def get_open_orders(self, symbol: str | None = None) -> list[BrokerOrder]:
-        """Working orders (accepted or partially filled), optionally for one symbol."""
+        """Working orders (accepted or partially filled), optionally for one symbol, protective legs included
+        (each its own entry, with its ``parent_id``; legs still held for an unfilled entry too, as accepted)."""
         ...
 
-    async def cancel_order(self, broker_order_id: str) -> BrokerOrder: ...
+    async def cancel_order(self, broker_order_id: str) -> BrokerOrder:
+        """Cancel a working order and return its final state (a fill may have come first)."""
+        ...
 
     async def is_market_open(self) -> bool: ...
 

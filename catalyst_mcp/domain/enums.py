@@ -38,6 +38,27 @@ class OrderStatus(StrEnum):
         return self in (OrderStatus.PENDING, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
 
 
+class LegKind(StrEnum):
+    """A protective order that guards a position at the broker."""
+
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+
+
+class OrderRole(StrEnum):
+    """Why an order of ours exists: an approved entry (opens or grows a position), an approved exit (only
+    shrinks one), or a protective leg of a position (placed with an entry or to re-protect after an exit)."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+
+    @property
+    def is_leg(self) -> bool:
+        return self in (OrderRole.STOP_LOSS, OrderRole.TAKE_PROFIT)
+
+
 class TradingState(StrEnum):
     ACTIVE = "active"
     REDUCING = "reducing"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from catalyst_mcp.domain.enums import OrderStatus, OrderType, PositionSide, Side
+from catalyst_mcp.domain.enums import LegKind, OrderStatus, OrderType, PositionSide, Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,16 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:
+    """An order as the broker reports it.
+
+    ``filled_quantity`` and ``avg_fill_price`` are the broker's cumulative figures and the truth the book moves
+    by. ``fills`` are the individual executions when the broker reported them (a partial fill, a simulated
+    match); they may be empty for a filled order, whose one fill is then derived from the cumulative figures.
+    A protective leg (a stop loss or a take profit on the exit side) has ``parent_id`` when it belongs to a
+    bracket or OCO group, and ``stop_price`` when it is a stop. ``legs`` are the protective legs an entry
+    was submitted with (held until it fills, then working), as the submit answer reports them.
+    """
+
     broker_order_id: str
     client_order_id: str
     symbol: str
@@ -72,6 +82,18 @@ class BrokerOrder:
     avg_fill_price: Decimal | None
     submitted_at: datetime
     fills: tuple[Fill, ...] = ()
+    stop_price: Decimal | None = None
+    parent_id: str | None = None
+    legs: tuple[BrokerOrder, ...] = ()
+
+    @property
+    def leg_kind(self) -> LegKind | None:
+        """What this order protects with, if it is a protective leg: a stop, or a limit with a parent."""
+        if self.stop_price is not None:
+            return LegKind.STOP_LOSS
+        if self.parent_id is not None and self.order_type is OrderType.LIMIT:
+            return LegKind.TAKE_PROFIT
+        return None
 
 
 @dataclass(frozen=True, slots=True)

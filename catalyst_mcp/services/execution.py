@@ -15,6 +15,7 @@ from decimal import Decimal
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import CycleState, OrderStatus
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
+from catalyst_mcp.domain.fills import new_fills
 from catalyst_mcp.domain.models import BrokerOrder, Position
 from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.services.approval import take_snapshot
@@ -210,9 +211,11 @@ async def record_broker_order(
     intent = approval.intent
     async with rt.pool.acquire() as conn, conn.transaction():
         await lock_book(conn, rt.profile.market.value)
-        await repos.lock_order(conn, order.order_id)
+        locked = await repos.lock_order(conn, order.order_id)
         applied = Decimal(0)
-        for fill in broker_order.fills:
+        known = await conn.fetch("SELECT fill_id FROM fills WHERE order_id = $1", order.order_id)
+        fresh = new_fills(broker_order, locked.filled_quantity, locked.avg_fill_price, {r[0] for r in known}, now)
+        for fill in fresh:
             if await repos.insert_fill(conn, order.order_id, fill):
                 await repos.apply_fill_to_book(conn, rt.profile.market, fill, intent.stop_loss, intent.take_profit)
                 applied += fill.quantity
