@@ -90,11 +90,14 @@ def diff(
 
 
 def looks_like_outage(plan: SyncPlan, share: Decimal, min_positions: int) -> bool:
-    """True when the plan would close more than ``share`` of the book and at least ``min_positions``."""
+    """True when the plan would close every position of a non-empty book (an empty answer, whatever the
+    book's size), or more than ``share`` of it and at least ``min_positions``."""
     closing = len(plan.of(ChangeKind.PHANTOM))
-    if plan.book_size == 0 or closing < min_positions:
+    if plan.book_size == 0 or closing == 0:
         return False
-    return Decimal(closing) / Decimal(plan.book_size) > share
+    if closing == plan.book_size:
+        return True
+    return closing >= min_positions and Decimal(closing) / Decimal(plan.book_size) > share
 
 
 def price_drifted(book_avg: Decimal | None, broker_avg: Decimal, tolerance: Decimal) -> bool:

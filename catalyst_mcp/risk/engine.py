@@ -10,7 +10,7 @@ from catalyst_mcp.domain.enums import Side
 from catalyst_mcp.risk import rules as r
 from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.risk.rules import Check, Rule
-from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, RiskSnapshot
+from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation, RiskSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class RiskDecision:
 
 RULES: tuple[Rule, ...] = (
     r.symbol_tradable,
+    r.cycle_mode,
     r.symbol_lists,
     r.trading_state,
     r.market_open,
@@ -54,12 +55,10 @@ RULES: tuple[Rule, ...] = (
     r.order_rate,
 )
 
-# At execution every rule runs again on a fresh snapshot (the book, working orders, prices and the state may
-# have moved since the approval), plus the price drift; the pace rules already counted this order.
-RECHECK_RULES: tuple[Rule, ...] = (
-    *(rule for rule in RULES if rule not in (r.duplicate_order, r.order_rate)),
-    r.price_drift,
-)
+# At execution every rule runs again on a fresh snapshot taken under the execution lane (the book, working
+# orders, other approvals, prices and the state may have moved since the approval), plus the price drift. The
+# approval being executed is not among the snapshot's reservations, so it is not counted twice.
+RECHECK_RULES: tuple[Rule, ...] = (*RULES, r.price_drift)
 
 # Rules that a smaller quantity can satisfy: a refusal by these alone carries a suggested quantity.
 SIZE_RULES = frozenset(
@@ -112,6 +111,7 @@ __all__ = [
     "Check",
     "OpenOrder",
     "RecentOrder",
+    "Reservation",
     "RiskDecision",
     "RiskSnapshot",
     "evaluate",

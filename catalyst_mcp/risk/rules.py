@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderType, Side, TradingState
+from catalyst_mcp.domain.enums import CycleMode, OrderType, Side, TradingState
 from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.risk.snapshot import RiskSnapshot
 
@@ -154,11 +154,18 @@ def long_only(s: RiskSnapshot, limits: RiskLimits) -> Check:
         return _ok("long_only", None, None)
     long_qty = max(s.held, Decimal(0))
     if s.intent.quantity > long_qty:
+        reserved = s.reserved_same_side
+        why = (
+            f" ({plain(min(reserved, max(s.booked, Decimal(0))))} of the {plain(max(s.booked, Decimal(0)))} held"
+            " are already in working or approved sells)"
+            if reserved > 0
+            else ""
+        )
         return _fail(
             "long_only",
             plain(long_qty),
             plain(s.intent.quantity),
-            f"sell of {plain(s.intent.quantity)} exceeds the long position of {plain(long_qty)}"
+            f"sell of {plain(s.intent.quantity)} exceeds the {plain(long_qty)} shares available to sell{why}"
             " (short selling is not allowed)",
         )
     return _ok("long_only", plain(long_qty), plain(s.intent.quantity))
@@ -269,14 +276,18 @@ def concentration(s: RiskSnapshot, limits: RiskLimits) -> Check:
 
 
 def max_open_positions(s: RiskSnapshot, limits: RiskLimits) -> Check:
-    count, cap = len(s.positions), limits.max_open_positions
+    """Open positions plus the symbols a working order or an outstanding approval may still open."""
+    cap = limits.max_open_positions
+    count = len(s.positions) + len(s.reserved_symbols - {s.intent.symbol})
     opens_new = s.held == 0 and s.after != 0
     if opens_new and count >= cap:
+        pending = len(s.reserved_symbols - {s.intent.symbol})
+        why = f" ({len(s.positions)} held, {pending} being opened)" if pending else ""
         return _fail(
             "max_open_positions",
             str(cap),
             str(count + 1),
-            f"a new position would make {count + 1} open positions, above the maximum of {cap}",
+            f"a new position would make {count + 1} open positions{why}, above the maximum of {cap}",
         )
     return _ok("max_open_positions", str(cap), str(count + (1 if opens_new else 0)))
 
@@ -293,7 +304,8 @@ def buying_power(s: RiskSnapshot, _: RiskLimits) -> Check:
             "buying_power",
             _money(available),
             _money(notional),
-            f"order value {_money(notional)} exceeds buying power {_money(available)} (after open orders)",
+            f"order value {_money(notional)} exceeds buying power {_money(available)}"
+            " (after working orders and approvals)",
         )
     return _ok("buying_power", _money(available), _money(notional))
 
@@ -401,40 +413,63 @@ def max_loss_per_trade(s: RiskSnapshot, limits: RiskLimits) -> Check:
 
 
 def duplicate_order(s: RiskSnapshot, limits: RiskLimits) -> Check:
-    window = timedelta(seconds=limits.duplicate_window_seconds)
-    same = [
-        o for o in s.recent_orders if o.symbol == s.intent.symbol and o.side is s.intent.side and s.now - o.at < window
-    ]
-    if same:
-        return _fail(
-            "duplicate_order",
-            f"{limits.duplicate_window_seconds}s",
-            f"{len(same)} recent",
-            f"a {s.intent.side.value} order for {s.intent.symbol} was sent less than"
-            f" {limits.duplicate_window_seconds} s ago",
+    """An order for the same symbol and side sent within the window, or an approval for one outstanding."""
+    seconds = limits.duplicate_window_seconds
+    window = timedelta(seconds=seconds)
+    symbol, side = s.intent.symbol, s.intent.side
+    sent = [o for o in s.recent_orders if o.symbol == symbol and o.side is side and s.now - o.at < window]
+    approved = [a for a in s.approvals if a.symbol == symbol and a.side is side] if seconds > 0 else []
+    if sent or approved:
+        what = (
+            f"a {side.value} order for {symbol} was sent less than {seconds} s ago"
+            if sent
+            else f"an approval for a {side.value} of {symbol} is outstanding: execute it or let it expire"
         )
-    return _ok("duplicate_order", f"{limits.duplicate_window_seconds}s", "0 recent")
+        return _fail("duplicate_order", f"{seconds}s", f"{len(sent) + len(approved)} recent", what)
+    return _ok("duplicate_order", f"{seconds}s", "0 recent")
 
 
 def order_rate(s: RiskSnapshot, limits: RiskLimits) -> Check:
-    last_minute = sum(1 for o in s.recent_orders if s.now - o.at < timedelta(minutes=1))
-    today = len(s.recent_orders)
+    """Orders sent in the last minute and today, each counting every outstanding approval as sent now."""
+    outstanding = len(s.approvals)
+    last_minute = sum(1 for o in s.recent_orders if s.now - o.at < timedelta(minutes=1)) + outstanding
+    today = len(s.recent_orders) + outstanding
+    pending = f" ({outstanding} approved, not yet sent)" if outstanding else ""
     if last_minute >= limits.max_orders_per_minute:
         return _fail(
             "order_rate",
             f"{limits.max_orders_per_minute}/min",
             f"{last_minute}/min",
-            f"{last_minute} orders in the last minute: the limit is {limits.max_orders_per_minute}",
+            f"{last_minute} orders in the last minute{pending}: the limit is {limits.max_orders_per_minute}",
         )
     if today >= limits.max_trades_per_day:
         return _fail(
             "order_rate",
             f"{limits.max_trades_per_day}/day",
             f"{today}/day",
-            f"{today} orders today: the limit is {limits.max_trades_per_day}",
+            f"{today} orders today{pending}: the limit is {limits.max_trades_per_day}",
         )
     return _ok(
         "order_rate",
         f"{limits.max_orders_per_minute}/min, {limits.max_trades_per_day}/day",
         f"{last_minute}/min, {today}/day",
     )
+
+
+# --- the cycle ---------------------------------------------------------------------------------------------
+
+
+def cycle_mode(s: RiskSnapshot, _: RiskLimits) -> Check:
+    """A close cycle only shrinks positions; a scan cycle places nothing (its tools are refused before)."""
+    mode = s.cycle_mode
+    shown = "none" if mode is None else mode.value
+    if mode is CycleMode.SCAN:
+        return _fail("cycle_mode", "trade or close", shown, "a scan cycle places no orders")
+    if mode is CycleMode.CLOSE and s.is_entry:
+        return _fail(
+            "cycle_mode",
+            "close: exits only",
+            shown,
+            "a close cycle only takes orders that shrink a position",
+        )
+    return _ok("cycle_mode", "trade or close" if mode is not None else "outside any cycle", shown)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from catalyst_mcp.domain.enums import OrderType, Side, TradingState
+from catalyst_mcp.domain.enums import CycleMode, OrderType, Side, TradingState
 from catalyst_mcp.domain.models import Account, OrderIntent, Position, Quote
 
 
@@ -31,6 +31,18 @@ class RecentOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """An approval issued and not yet executed or expired: it holds its quantity, its value and a place in the
+    pace limits as if it were a working order, so collecting approvals first cannot get around a limit."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    value: Decimal  # quantity × the price it was approved at
+    at: datetime  # when it was issued
+
+
+@dataclass(frozen=True, slots=True)
 class RiskSnapshot:
     intent: OrderIntent
     quote: Quote | None
@@ -47,23 +59,32 @@ class RiskSnapshot:
     recent_orders: tuple[RecentOrder, ...] = ()
     market_now: datetime | None = None  # the broker's clock (quotes carry it); ``now`` is the wall clock
     approved_reference: Decimal | None = None  # set when re-checking an approval at execution
+    approvals: tuple[Reservation, ...] = ()  # other approvals outstanding (never the one being executed)
+    cycle_mode: CycleMode | None = None  # the mode of the cycle the order belongs to; None: outside any cycle
+
+    @property
+    def booked(self) -> Decimal:
+        """The symbol's signed quantity in the book (negative = short)."""
+        position = self.positions.get(self.intent.symbol)
+        return Decimal(0) if position is None else position.signed_quantity
+
+    @property
+    def reserved_same_side(self) -> Decimal:
+        """Shares of the symbol already spoken for on the order's side: the rest of our working orders and
+        the approvals outstanding. Counted as if they all fill, whichever way that moves the position."""
+        symbol, side = self.intent.symbol, self.intent.side
+        working = sum((o.remaining for o in self.open_orders if o.symbol == symbol and o.side is side), Decimal(0))
+        approved = sum((a.quantity for a in self.approvals if a.symbol == symbol and a.side is side), Decimal(0))
+        return working + approved
 
     @property
     def held(self) -> Decimal:
-        """The symbol's signed quantity (negative = short) the order is judged against.
-
-        An order that adds to the booked position counts our working orders on its side as filled, so two
-        approvals cannot each spend the same room. An order that shrinks the booked position is judged on the
-        book alone: the symbol's other working orders are cancelled before an exit is sent.
-        """
-        position = self.positions.get(self.intent.symbol)
-        booked = Decimal(0) if position is None else position.signed_quantity
-        buying = self.intent.side is Side.BUY
-        if booked != 0 and buying != (booked > 0):
-            return booked
-        symbol, side = self.intent.symbol, self.intent.side
-        working = sum((o.remaining for o in self.open_orders if o.symbol == symbol and o.side is side), Decimal(0))
-        return booked + working if buying else booked - working
+        """The symbol's signed quantity (negative = short) the order is judged against: the book moved by
+        every working order and outstanding approval on the order's side, so that two approvals can never
+        spend the same room or sell the same shares (orders on the other side are not counted: they may
+        never fill)."""
+        reserved = self.reserved_same_side
+        return self.booked + reserved if self.intent.side is Side.BUY else self.booked - reserved
 
     @property
     def after(self) -> Decimal:
@@ -111,7 +132,15 @@ class RiskSnapshot:
 
     @property
     def reserved_by_open_buys(self) -> Decimal:
-        return sum((o.reserved_value for o in self.open_orders if o.side is Side.BUY), Decimal(0))
+        """Cash spoken for by working buys and outstanding buy approvals."""
+        working = sum((o.reserved_value for o in self.open_orders if o.side is Side.BUY), Decimal(0))
+        return working + sum((a.value for a in self.approvals if a.side is Side.BUY), Decimal(0))
+
+    @property
+    def reserved_symbols(self) -> frozenset[str]:
+        """Symbols not in the book that a working order or an outstanding approval may open."""
+        pending = {o.symbol for o in self.open_orders} | {a.symbol for a in self.approvals}
+        return frozenset(pending - set(self.positions))
 
     @property
     def day_pnl(self) -> Decimal | None:

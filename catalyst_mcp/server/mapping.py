@@ -9,7 +9,7 @@ from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
 from catalyst_mcp.services.cycles import StartResult
 from catalyst_mcp.services.execution import ExecutionResult
-from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, mark
+from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, mark
 from catalyst_mcp.services.sync import SyncResult
 from catalyst_mcp.services.workflow import CycleView, StatusView
 
@@ -64,8 +64,8 @@ def position_out(marked: MarkedPosition) -> m.PositionOut:
         market_value=marked.market_value,
         unrealized_pnl=marked.unrealized_pnl,
         unrealized_pnl_pct=marked.unrealized_pnl_pct,
-        stop_loss=p.stop_loss,
-        take_profit=p.take_profit,
+        stop_loss=marked.stop_loss,
+        take_profit=marked.take_profit,
         opened_at=p.opened_at,
     )
 
@@ -144,7 +144,9 @@ def risk_out(result: RiskResult) -> m.RiskOut:
     )
 
 
-def execute_out(result: ExecutionResult, position: Position | None, quote: Quote | None) -> m.ExecuteOut:
+def execute_out(
+    result: ExecutionResult, position: Position | None, quote: Quote | None, protection: Protection = (None, None)
+) -> m.ExecuteOut:
     intent, order = result.approval.intent, result.order
     if order is None:
         return m.ExecuteOut(
@@ -171,7 +173,7 @@ def execute_out(result: ExecutionResult, position: Position | None, quote: Quote
         quantity=order.quantity,
         filled_quantity=order.filled_quantity,
         avg_fill_price=order.avg_fill_price,
-        position=None if position is None else position_out(mark(position, quote)),
+        position=None if position is None else position_out(mark(position, quote, protection)),
         replayed=result.replayed,
         reason=order.reject_reason,
     )

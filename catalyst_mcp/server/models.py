@@ -17,6 +17,7 @@ from catalyst_mcp.domain.enums import (
     CycleMode,
     CycleState,
     Market,
+    OrderRole,
     OrderStatus,
     OrderType,
     PositionSide,
@@ -217,6 +218,10 @@ class FillOut(Out):
 
 class OrderOut(Out):
     order_id: int
+    role: OrderRole = Field(
+        description="entry or exit (an approved order), or stop_loss / take_profit (a protective leg of a position)"
+    )
+    parent_order_id: int | None = Field(description="for a protective leg: the order it was placed with, if any")
     client_order_id: str
     broker_order_id: str | None
     cycle_id: str | None
@@ -225,6 +230,7 @@ class OrderOut(Out):
     quantity: Dec
     order_type: OrderType
     limit_price: Dec | None
+    stop_price: Dec | None = Field(description="a protective stop's trigger price")
     stop_loss: Dec | None
     take_profit: Dec | None
     status: OrderStatus

@@ -62,7 +62,6 @@ class Call:
     started: datetime
     cycle: CycleRecord | None = None
     events: list[PhaseEvent] = field(default_factory=list)
-    cycle_id_override: str | None = None
 
     def add(self, phase: Phase, status: PhaseStatus, detail: str | None = None) -> None:
         now = self.rt.clock.now()
@@ -92,18 +91,23 @@ class Toolkit:
         cycle_id: str | None,
         body: Callable[[Call], Awaitable[T]],
         *,
-        needs_trade_mode: bool = False,
+        writes: bool = False,
+        trades: bool = False,
     ) -> T:
         """Run a tool body inside its cycle: input errors record nothing; other failures record the phase as
-        failed; success records the body's events, or the tool's phase as completed."""
+        failed; success records the body's events, or the tool's phase as completed. A tool that ``writes``
+        (changes the book or the broker) is refused in a scan cycle; one that ``trades`` is also refused
+        outside any cycle while the caller's agent has one active (DESIGN §4)."""
         rt = runtime_of(ctx)
         call = Call(rt, tool_name, rt.clock.now())
         phase = phase_of(tool_name)
         try:
             if cycle_id is not None:
                 call.cycle = await workflow.require_active_cycle(rt, cycle_id)
-                if needs_trade_mode and call.cycle.mode is CycleMode.SCAN:
+                if (writes or trades) and call.cycle.mode is CycleMode.SCAN:
                     raise InvalidInput(f"cycle {cycle_id} is a scan cycle: {tool_name} is not allowed in it")
+            elif trades:
+                await workflow.refuse_outside_own_cycle(rt, tool_name)
             try:
                 result = await body(call)
             except InvalidInput:
@@ -130,9 +134,8 @@ class Toolkit:
 
 
 async def _flush(call: Call) -> None:
-    target = call.cycle.cycle_id if call.cycle is not None else call.cycle_id_override
-    if target is not None and call.events:
-        await workflow.record(call.rt, target, call.tool, call.events)
+    if call.cycle is not None and call.events:
+        await workflow.record(call.rt, call.cycle.cycle_id, call.tool, call.events)
 
 
 __all__ = ["Call", "CycleIdArg", "Price", "Quantity", "SymbolArg", "Toolkit", "caller_of", "hints", "runtime_of"]

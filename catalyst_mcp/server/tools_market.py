@@ -47,7 +47,7 @@ def register(kit: Toolkit) -> None:
             )
             return mapping.sync_out(result)
 
-        return await kit.run(ctx, "sync_positions", cycle_id, body)
+        return await kit.run(ctx, "sync_positions", cycle_id, body, writes=not dry_run)
 
     # --- SCAN / ANALYZE ----------------------------------------------------------------------------------
 

@@ -10,12 +10,15 @@ from pydantic import Field
 from catalyst_mcp.server import models as m
 from catalyst_mcp.server.toolkit import CycleIdArg, SymbolArg, Toolkit, caller_of, hints, runtime_of
 from catalyst_mcp.services import orders
-from catalyst_mcp.store.book_repo import OrderView
+from catalyst_mcp.store.records import OrderRecord
 
 
-def order_out(o: OrderView) -> m.OrderOut:
+def order_out(o: OrderRecord) -> m.OrderOut:
+    assert o.created_at is not None and o.updated_at is not None
     return m.OrderOut(
         order_id=o.order_id,
+        role=o.role,
+        parent_order_id=o.parent_order_id,
         client_order_id=o.client_order_id,
         broker_order_id=o.broker_order_id,
         cycle_id=o.cycle_id,
@@ -24,6 +27,7 @@ def order_out(o: OrderView) -> m.OrderOut:
         quantity=o.quantity,
         order_type=o.order_type,
         limit_price=o.limit_price,
+        stop_price=o.stop_price,
         stop_loss=o.stop_loss,
         take_profit=o.take_profit,
         status=o.status,

@@ -60,13 +60,13 @@ def register(kit: Toolkit) -> None:
                 stop_loss=stop_loss,
                 take_profit=take_profit,
             )
-            result = await approval.check_risk(call.rt, intent, cycle_id, caller_of(ctx))
+            result = await approval.check_risk(call.rt, intent, call.cycle, caller_of(ctx))
             call.add(Phase.DECIDE, PhaseStatus.COMPLETED, f"{side.value} {quantity} {intent.symbol}")
             failed = [c.rule for c in result.decision.checks if not c.passed]
             call.add(Phase.VALIDATE, PhaseStatus.COMPLETED, validate_detail(result.decision.approved, failed))
             return mapping.risk_out(result)
 
-        return await kit.run(ctx, "check_risk", cycle_id, body, needs_trade_mode=True)
+        return await kit.run(ctx, "check_risk", cycle_id, body, trades=True)
 
     # --- EXECUTE → MONITOR -------------------------------------------------------------------------------
 
@@ -80,9 +80,10 @@ def register(kit: Toolkit) -> None:
         async def body(call: Call) -> m.ExecuteOut:
             parsed = execution.parse_approval_id(approval_id)
             result = await execution.execute_trade(call.rt, parsed, cycle_id, caller_of(ctx))
-            call.cycle_id_override = result.approval.cycle_id
-            quote = await call.rt.market_data.get_quote(result.approval.intent.symbol)
-            out = mapping.execute_out(result, result.position, quote)
+            quote = result.quote
+            if quote is None and result.position is not None:  # a replay: the re-check read no quote
+                quote = await call.rt.market_data.get_quote(result.approval.intent.symbol)
+            out = mapping.execute_out(result, result.position, quote, result.protection)
             if out.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
                 call.add(Phase.EXECUTE, PhaseStatus.FAILED, out.reason or out.status.value)
             else:
@@ -95,4 +96,4 @@ def register(kit: Toolkit) -> None:
                     call.add(Phase.MONITOR, PhaseStatus.IN_PROGRESS, f"order {out.status.value}: awaiting fill")
             return out
 
-        return await kit.run(ctx, "execute_trade", cycle_id, body, needs_trade_mode=True)
+        return await kit.run(ctx, "execute_trade", cycle_id, body, trades=True)

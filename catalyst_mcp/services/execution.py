@@ -1,9 +1,13 @@
-"""execute_trade: turn one unexpired, unused approval into exactly one broker order.
+"""execute_trade: turn one unexpired, unused approval into exactly one broker order, on the execution lane.
 
-Order of work: (1) lock the approval, record the order as pending with its deterministic client_order_id,
-mark the approval used, audit — one transaction; (2) submit to the broker, and after any failure look the
-order up by client_order_id before anything else; (3) record the broker's answer and apply new fills to the
-book under the book lock — one transaction. A replay (same approval again) resumes or returns that order.
+Holding the market's lane (``store/lane.py``): read the snapshot (the book in one statement, the approval's own
+reservation left out), run every re-check, record the order as pending with its deterministic client_order_id
+and mark the approval used — one commit, before anything is sent — then send it, and book the broker's answer
+and its fills in a second commit. A first attempt is sent without looking first: the book proves none was
+made. After an ambiguous answer the order is looked up by client_order_id; a replay of an order the broker
+never received is judged again exactly like a first execution (expiry, trading state, every re-check) and
+ends ``rejected`` with the reason when it may no longer be sent. An exit first clears the protective legs
+that hold its shares and re-protects what is left afterwards (``services/protection.py``).
 """
 
 from __future__ import annotations
@@ -12,20 +16,21 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import CycleState, OrderStatus
+import asyncpg
+
+from catalyst_mcp.domain.enums import CycleMode, CycleState, OrderRole, OrderStatus, TradingState
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
-from catalyst_mcp.domain.fills import new_fills
-from catalyst_mcp.domain.models import BrokerOrder, Position
+from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
 from catalyst_mcp.risk.engine import recheck
-from catalyst_mcp.services.approval import take_snapshot
+from catalyst_mcp.services import halting, protection
 from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.booking import position_of, record_answer, record_unsent
+from catalyst_mcp.services.reading import Reading, read_snapshot
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos, workflow_repo
+from catalyst_mcp.store import approvals_repo, orders_repo, workflow_repo
 from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
 
-BOOK_LOCK_NAMESPACE = 0x0CA7
-EXECUTION_LOCK_NAMESPACE = 0x0CA8
+TOOL = "execute_trade"
 
 
 def client_order_id_for(approval_id: uuid.UUID) -> str:
@@ -42,201 +47,206 @@ def parse_approval_id(raw: str) -> uuid.UUID:
     return value
 
 
-async def lock_book(conn: repos.Conn, market: str) -> None:
-    """Serialise changes to one market's book (fills and sync runs) across processes."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", BOOK_LOCK_NAMESPACE, market)
-
-
 @dataclass(frozen=True, slots=True)
 class ExecutionResult:
     order: OrderRecord | None
     approval: ApprovalRecord
     position: Position | None
     replayed: bool
-    reason: str | None  # why no order was sent, when the re-check refused it
+    reason: str | None  # why no order was sent (a re-check refused it), or why the order was rejected
+    quote: Quote | None = None  # the quote the re-check used, when it ran
+    protection: tuple[Decimal | None, Decimal | None] = (None, None)  # the position's working stop and target
 
 
 async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
-    now = rt.clock.now()
-    args = {"approval_id": str(approval_id), **({"cycle_id": cycle_id} if cycle_id else {})}
-    async with rt.pool.acquire() as conn, conn.transaction():
-        approval = await repos.lock_approval(conn, approval_id)
-        if approval is None:
+    async with rt.lane.hold() as conn:
+        approval = await approvals_repo.get(conn, approval_id)
+        if approval is None or approval.market is not rt.profile.market:
             raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
-        if approval.cycle_id is not None:
-            if cycle_id is not None and approval.cycle_id != cycle_id:
-                raise InvalidInput(f"approval {approval_id} belongs to cycle {approval.cycle_id}, not {cycle_id}")
-            owner = await workflow_repo.get_cycle(conn, approval.cycle_id)
-            if owner is not None and owner.status is not CycleState.ACTIVE:
-                raise InvalidInput(
-                    f"approval {approval_id} belongs to cycle {approval.cycle_id}, which is {owner.status.value}"
-                )
-        existing = await repos.order_by_approval(conn, approval_id)
-        if existing is None:
+        mode = await _cycle_of(conn, approval, cycle_id)
+        order = await orders_repo.by_approval(conn, approval_id)
+        if order is None:
             if approval.used_at is not None:
                 raise InvalidInput(f"approval {approval_id} was already used")
-            if now >= approval.expires_at:
+            if rt.clock.now() >= approval.expires_at:
                 raise InvalidInput(
                     f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
                 )
-            # One execution per market at a time from here to the order record: each re-check sees the
-            # orders the others recorded.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))", EXECUTION_LOCK_NAMESPACE, rt.profile.market.value
+            return await _first_execution(rt, conn, approval, mode, caller)
+        return await _replay(rt, conn, approval, order, mode, caller)
+
+
+async def _cycle_of(conn: asyncpg.Connection, approval: ApprovalRecord, cycle_id: str | None) -> CycleMode | None:
+    """An approval executes only in the cycle it was issued in, or outside any cycle if it was issued outside
+    one; that cycle must still be active. Returns the cycle's mode."""
+    owner = approval.cycle_id
+    if owner != cycle_id:
+        if owner is None:
+            raise InvalidInput(
+                f"approval {approval.approval_id} was issued outside any cycle, not in {cycle_id}:"
+                " execute it without cycle_id"
             )
-            snapshot = await take_snapshot(rt, approval.intent, approved_reference=approval.reference_price)
-            failed = recheck(snapshot, rt.settings.risk)
-            if failed:
-                refusal = "; ".join(c.message for c in failed)
-                await audit(conn, caller, "execute_trade", args, f"refused: {refusal}", approval.cycle_id)
-                return ExecutionResult(None, approval, None, False, refusal)
-            is_exit = not snapshot.is_entry
-            order = await repos.insert_order(
-                conn,
-                client_order_id=client_order_id_for(approval_id),
-                approval=approval,
-                cycle_id=approval.cycle_id,
-                broker=rt.broker.name,
-                at=now,
-            )
-            await repos.mark_approval_used(conn, approval_id, now)
-            await audit(
-                conn,
-                caller,
-                "execute_trade",
-                args,
-                f"order {order.client_order_id} recorded",
-                approval.cycle_id,
-            )
-    replayed = existing is not None
-    if existing is not None:
-        order = existing
-    elif is_exit:
-        await cancel_blocking_orders(rt, order, caller)
-    if order.status.is_open:
-        order = await _submit_and_record(rt, approval, order, caller)
-    async with rt.pool.acquire() as conn:
-        position = next(
-            (p for p in await repos.open_positions(conn, rt.profile.market) if p.symbol == order.symbol), None
+        asked = "outside any cycle" if cycle_id is None else f"in {cycle_id}"
+        raise InvalidInput(
+            f"approval {approval.approval_id} belongs to cycle {owner}, not {asked}: execute it with cycle_id={owner}"
         )
-    return ExecutionResult(order, approval, position, replayed, None)
+    if owner is None:
+        return None
+    cycle = await workflow_repo.get_cycle(conn, owner)
+    if cycle is None or cycle.status is not CycleState.ACTIVE:
+        status = "gone" if cycle is None else cycle.status.value
+        raise InvalidInput(f"approval {approval.approval_id} belongs to cycle {owner}, which is {status}")
+    return cycle.mode
 
 
-async def cancel_blocking_orders(rt: Runtime, order: OrderRecord, caller: Caller) -> None:
-    """Before an exit: cancel the symbol's other working orders at the broker (stale ones would hold the
-    shares the exit needs) and wait for each cancel to be final; record the outcome of our own."""
-    for working in await rt.broker.get_open_orders(order.symbol):
-        if working.client_order_id == order.client_order_id:
-            continue
-        final = await rt.broker.cancel_order(working.broker_order_id)
-        async with rt.pool.acquire() as conn:
-            ours = await repos.order_by_client_id(conn, final.client_order_id)
-            approval = None if ours is None else await repos.lock_approval(conn, ours.approval_id)
-        if ours is not None and approval is not None:
-            await record_broker_order(rt, ours, final, approval, caller)  # keeps any fills it had
-            continue
-        async with rt.pool.acquire() as conn, conn.transaction():
-            await audit(
-                conn,
-                caller,
-                "execute_trade",
-                {"cancel": final.client_order_id},
-                f"external working order {final.client_order_id} {final.status.value} before the exit"
-                f" {order.client_order_id}",
-                order.cycle_id,
-            )
+async def _judge(
+    rt: Runtime, conn: asyncpg.Connection, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+) -> tuple[Reading, str | None]:
+    """The re-checks of an approval against a fresh snapshot: the reading, and why it may not be sent (None:
+    send it). The account it was approved with is reused while the book has not moved and it is recent."""
+    known = None
+    age = (rt.clock.now() - approval.created_at).total_seconds()
+    fresh = 0 <= age <= rt.settings.account_reuse_seconds
+    if fresh and approval.account is not None and approval.book_version is not None:
+        known = (approval.book_version, approval.account)
+    reading = await read_snapshot(
+        rt,
+        conn,
+        approval.intent,
+        cycle_mode=mode,
+        exclude_approval=approval.approval_id,
+        approved_reference=approval.reference_price,
+        known_account=known,
+    )
+    if reading.book.state is TradingState.HALTED and reading.book.working_entries:
+        await halting.cancel_entries(rt, conn, caller, TOOL)
+    failed = recheck(reading.snapshot, rt.settings.risk)
+    return reading, ("; ".join(c.message for c in failed) if failed else None)
 
 
-async def _submit_and_record(rt: Runtime, approval: ApprovalRecord, order: OrderRecord, caller: Caller) -> OrderRecord:
-    broker_order: BrokerOrder | None
-    if order.status is OrderStatus.PENDING:
-        broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
-        if broker_order is None:
-            try:
-                broker_order = await rt.broker.submit_order(approval.intent, order.client_order_id)
-            except BrokerRejected as exc:
-                # A clear refusal; still look first, in case an earlier attempt of ours got through.
-                broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
-                if broker_order is None:
-                    return await _record_rejection(rt, order, str(exc), caller)
-            except CatalystError:
-                # An ambiguous failure: the broker may have the order. Look before anything else.
-                broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
-                if broker_order is None:
-                    raise TemporaryFailure(
-                        f"order {order.client_order_id} was not confirmed by the broker; "
-                        "call execute_trade again with the same approval"
-                    ) from None
-    else:
-        broker_order = await rt.broker.get_order_by_client_id(order.client_order_id)
-        if broker_order is None:
-            return order
-    return await record_broker_order(rt, order, broker_order, approval, caller)
-
-
-async def _record_rejection(rt: Runtime, order: OrderRecord, reason: str, caller: Caller) -> OrderRecord:
-    async with rt.pool.acquire() as conn, conn.transaction():
-        updated = await repos.update_order(
-            conn,
-            order.order_id,
-            status=OrderStatus.REJECTED,
-            broker_order_id=None,
-            filled_quantity=order.filled_quantity,
-            avg_fill_price=order.avg_fill_price,
-            reject_reason=reason,
-            at=rt.clock.now(),
-        )
-        await audit(
-            conn,
-            caller,
-            "execute_trade",
-            {"client_order_id": order.client_order_id},
-            f"rejected: {reason}",
-            order.cycle_id,
-        )
-    return updated
-
-
-async def record_broker_order(
-    rt: Runtime,
-    order: OrderRecord,
-    broker_order: BrokerOrder,
-    approval: ApprovalRecord,
-    caller: Caller,
-    *,
-    tool: str = "execute_trade",
-) -> OrderRecord:
-    """Record the broker's view of an order and move the book by its new fills only (audited as ``tool``)."""
+async def _first_execution(
+    rt: Runtime, conn: asyncpg.Connection, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+) -> ExecutionResult:
+    args = _args(approval)
+    reading, refusal = await _judge(rt, conn, approval, mode, caller)
+    if refusal is not None:
+        async with conn.transaction():
+            await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)
+        return ExecutionResult(None, approval, None, False, refusal, reading.snapshot.quote)
     now = rt.clock.now()
-    intent = approval.intent
-    async with rt.pool.acquire() as conn, conn.transaction():
-        await lock_book(conn, rt.profile.market.value)
-        locked = await repos.lock_order(conn, order.order_id)
-        applied = Decimal(0)
-        known = await conn.fetch("SELECT fill_id FROM fills WHERE order_id = $1", order.order_id)
-        fresh = new_fills(broker_order, locked.filled_quantity, locked.avg_fill_price, {r[0] for r in known}, now)
-        for fill in fresh:
-            if await repos.insert_fill(conn, order.order_id, fill):
-                await repos.apply_fill_to_book(conn, rt.profile.market, fill, intent.stop_loss, intent.take_profit)
-                applied += fill.quantity
-        reason = "rejected by the broker" if broker_order.status is OrderStatus.REJECTED else None
-        updated = await repos.update_order(
+    async with conn.transaction():
+        order = await orders_repo.insert_order(
             conn,
-            order.order_id,
-            status=broker_order.status,
-            broker_order_id=broker_order.broker_order_id,
-            filled_quantity=broker_order.filled_quantity,
-            avg_fill_price=broker_order.avg_fill_price,
-            reject_reason=reason,
+            client_order_id=client_order_id_for(approval.approval_id),
+            approval=approval,
+            role=OrderRole.ENTRY if reading.snapshot.is_entry else OrderRole.EXIT,
+            broker=rt.broker.name,
             at=now,
         )
-        if applied or updated.status is not order.status:
-            await audit(
-                conn,
-                caller,
-                tool,
-                {"approval_id": str(approval.approval_id)},
-                f"order {order.client_order_id} {updated.status.value}, filled {plain(applied)}",
-                order.cycle_id,
-            )
-    return updated
+        await approvals_repo.mark_used(conn, approval.approval_id, now)
+        await audit(conn, caller, TOOL, args, f"order {order.client_order_id} recorded", approval.cycle_id)
+    return await _send(rt, conn, approval, order, reading, caller, replayed=False)
+
+
+async def _replay(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    approval: ApprovalRecord,
+    order: OrderRecord,
+    mode: CycleMode | None,
+    caller: Caller,
+) -> ExecutionResult:
+    """The same approval again: return its order as it stands now; resume it if it never reached the broker."""
+    if order.status is not OrderStatus.PENDING:
+        if order.status.is_open:
+            found = await rt.broker.get_order_by_client_id(order.client_order_id)
+            if found is not None:
+                order = await record_answer(rt, conn, order, found, caller, tool=TOOL)
+        return await _result(rt, conn, approval, order, replayed=True)
+    try:
+        found = await rt.broker.get_order_by_client_id(order.client_order_id)
+    except CatalystError as exc:  # it stays pending: nothing is sent before the broker can say
+        raise TemporaryFailure(
+            f"order {order.client_order_id} could not be looked up at the broker ({exc}); "
+            "call execute_trade again with the same approval"
+        ) from None
+    if found is not None:
+        order = await record_answer(rt, conn, order, found, caller, tool=TOOL)
+        if order.role is OrderRole.EXIT:
+            await protection.reprotect(rt, conn, order.symbol, protection.Levels(), caller, tool=TOOL)
+        return await _result(rt, conn, approval, order, replayed=True)
+    # The broker never received it: judged again exactly as a first execution would be.
+    if rt.clock.now() >= approval.expires_at:
+        reason = f"approval expired at {approval.expires_at.isoformat()} before the order reached the broker"
+        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, reason, caller)
+        return await _result(rt, conn, approval, order, replayed=True)
+    reading, refusal = await _judge(rt, conn, approval, mode, caller)
+    if refusal is not None:
+        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, refusal, caller)
+        return await _result(rt, conn, approval, order, replayed=True, quote=reading.snapshot.quote)
+    return await _send(rt, conn, approval, order, reading, caller, replayed=True)
+
+
+async def _send(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    approval: ApprovalRecord,
+    order: OrderRecord,
+    reading: Reading,
+    caller: Caller,
+    *,
+    replayed: bool,
+) -> ExecutionResult:
+    """Send an order no earlier attempt of which reached the broker, and book the answer."""
+    quote = reading.snapshot.quote
+    levels = protection.Levels()
+    if order.role is OrderRole.EXIT:
+        levels = await protection.clear_for_exit(rt, conn, order, caller, tool=TOOL)
+    answer: BrokerOrder | None
+    try:
+        answer = await rt.broker.submit_order(approval.intent, order.client_order_id)
+    except BrokerRejected as exc:
+        answer = None
+        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, str(exc), caller)
+    except CatalystError as exc:
+        answer = await _look_up(rt, order.client_order_id)
+        if answer is None:
+            if levels.any:
+                await protection.reprotect(rt, conn, order.symbol, levels, caller, tool=TOOL)
+            raise TemporaryFailure(
+                f"order {order.client_order_id} was not confirmed by the broker ({exc}); "
+                "call execute_trade again with the same approval"
+            ) from None
+    if answer is not None:
+        order = await record_answer(rt, conn, order, answer, caller, tool=TOOL)
+    if levels.any:
+        await protection.reprotect(rt, conn, order.symbol, levels, caller, tool=TOOL)
+    return await _result(rt, conn, approval, order, replayed=replayed, quote=quote)
+
+
+async def _look_up(rt: Runtime, client_order_id: str) -> BrokerOrder | None:
+    """After an ambiguous submit: the order, if the broker has it; None if it does not or cannot say now."""
+    try:
+        return await rt.broker.get_order_by_client_id(client_order_id)
+    except CatalystError:
+        return None
+
+
+async def _result(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    approval: ApprovalRecord,
+    order: OrderRecord,
+    *,
+    replayed: bool,
+    quote: Quote | None = None,
+) -> ExecutionResult:
+    position = await position_of(conn, rt, order.symbol)
+    legs = await orders_repo.working_legs(conn, rt.profile.market, order.symbol) if position else {}
+    reason = order.reject_reason if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) else None
+    protection = legs.get(order.symbol, (None, None))
+    return ExecutionResult(order, approval, position, replayed, reason, quote, protection)
+
+
+def _args(approval: ApprovalRecord) -> dict[str, str]:
+    return {"approval_id": str(approval.approval_id), **({"cycle_id": approval.cycle_id} if approval.cycle_id else {})}

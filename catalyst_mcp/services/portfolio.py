@@ -9,9 +9,12 @@ import anyio
 
 from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos, risk_repo
+from catalyst_mcp.store import orders_repo, repos, risk_repo
 
 _CENT = Decimal("0.01")
+
+
+Protection = tuple[Decimal | None, Decimal | None]  # (stop loss, take profit) working at the broker
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,8 @@ class MarkedPosition:
     market_value: Decimal | None
     unrealized_pnl: Decimal | None
     unrealized_pnl_pct: Decimal | None
+    stop_loss: Decimal | None = None  # the stop working at the broker, if any
+    take_profit: Decimal | None = None  # the take profit working at the broker, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +35,22 @@ class Portfolio:
     positions: tuple[MarkedPosition, ...]
 
 
-def mark(position: Position, quote: Quote | None) -> MarkedPosition:
+def mark(position: Position, quote: Quote | None, protection: Protection = (None, None)) -> MarkedPosition:
     if quote is None:
-        return MarkedPosition(position, None, None, None, None)
+        return MarkedPosition(position, None, None, None, None, *protection)
     price = quote.last
     signed = position.signed_quantity
     value = price * signed
     pnl = (price - position.avg_entry_price) * signed
     cost = position.avg_entry_price * position.quantity
     pct = (pnl / cost * 100).quantize(_CENT) if cost else Decimal(0)
-    return MarkedPosition(position, price, value.quantize(_CENT), pnl.quantize(_CENT), pct)
+    return MarkedPosition(position, price, value.quantize(_CENT), pnl.quantize(_CENT), pct, *protection)
 
 
 async def get_portfolio(rt: Runtime) -> Portfolio:
     async with rt.pool.acquire() as conn:
         book = await repos.open_positions(conn, rt.profile.market)
+        legs = await orders_repo.working_legs(conn, rt.profile.market) if book else {}
     account = await rt.broker.get_account()
     quotes: dict[str, Quote | None] = {}
 
@@ -61,4 +67,5 @@ async def get_portfolio(rt: Runtime) -> Portfolio:
         async with rt.pool.acquire() as conn:
             start = await risk_repo.start_of_day_equity(conn, rt.profile.market, day, account.equity, rt.clock.now())
     day_pnl = account.equity - start
-    return Portfolio(account, day_pnl.quantize(_CENT), tuple(mark(p, quotes[p.symbol]) for p in book))
+    marked = tuple(mark(p, quotes[p.symbol], legs.get(p.symbol, (None, None))) for p in book)
+    return Portfolio(account, day_pnl.quantize(_CENT), marked)

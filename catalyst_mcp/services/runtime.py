@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -17,7 +18,8 @@ from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
-from catalyst_mcp.store.migrate import apply_migrations, create_pool
+from catalyst_mcp.store.lane import Lane
+from catalyst_mcp.store.migrate import apply_migrations, connect, create_pool
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class Runtime:
     broker: Broker
     market_data: MarketData
     clock: Clock
+    lane: Lane
 
 
 async def database_uri(settings: Settings) -> str:
@@ -41,14 +44,22 @@ async def database_uri(settings: Settings) -> str:
 @asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A migrated connection pool."""
+    async with open_store(settings) as (pool, _):
+        yield pool
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, *, max_size: int = 10) -> AsyncIterator[tuple[asyncpg.Pool, str]]:
+    """A migrated connection pool, and the URI it connects to (for connections outside it)."""
+    uri = await database_uri(settings)
     try:
-        pool = await create_pool(await database_uri(settings))
+        pool = await create_pool(uri, max_size=max_size)
     except (OSError, asyncpg.PostgresError) as exc:
         raise OperatorNeeded(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from None
     try:
         async with pool.acquire() as conn:
             await apply_migrations(conn)
-        yield pool
+        yield pool, uri
     finally:
         await pool.close()
 
@@ -59,19 +70,25 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     wall = clock or SystemClock()
     profile = profile_for(settings.market)
     await anyio.to_thread.run_sync(profile.warm_up)
-    async with open_pool(settings) as pool:
+    async with open_store(settings) as (pool, uri), AsyncExitStack() as stack:
+        lane = Lane(profile.market, functools.partial(connect, uri), wait_seconds=settings.lane_wait_seconds)
+        stack.push_async_callback(lane.close)
+        broker: Broker
+        market_data: MarketData
         if settings.broker is BrokerKind.ALPACA:
             from catalyst_mcp.brokers.alpaca import open_alpaca  # imported only when chosen: the SDK is heavy
 
-            async with open_alpaca(settings, profile, wall) as (broker, market_data):
-                yield Runtime(settings, pool, profile, broker, market_data, wall)
-            return
-        sim = SimExchange(
-            pool,
-            profile,
-            seed=settings.sim_seed,
-            starting_cash=settings.sim_starting_cash,
-            wall_clock=wall,
-            follow_wall=settings.sim_clock == "wall",
-        )
-        yield Runtime(settings=settings, pool=pool, profile=profile, broker=sim, market_data=sim, clock=wall)
+            broker, market_data = await stack.enter_async_context(open_alpaca(settings, profile, wall))
+        else:
+            # The simulated exchange is a venue of its own: its own small pool, never the request pool.
+            sim_pool = await create_pool(uri, min_size=1, max_size=4)
+            stack.push_async_callback(sim_pool.close)
+            broker = market_data = SimExchange(
+                sim_pool,
+                profile,
+                seed=settings.sim_seed,
+                starting_cash=settings.sim_starting_cash,
+                wall_clock=wall,
+                follow_wall=settings.sim_clock == "wall",
+            )
+        yield Runtime(settings, pool, profile, broker, market_data, wall, lane)

@@ -137,6 +137,19 @@ async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
     return cycle
 
 
+async def refuse_outside_own_cycle(rt: Runtime, tool: str) -> None:
+    """A trading call that names no cycle is outside any cycle. The caller's agent (this server's
+    CATALYST_AGENT_ID) may not trade so while it has an active cycle in this market: its orders belong to
+    that cycle and obey its mode."""
+    agent = rt.settings.agent_id
+    async with rt.pool.acquire() as conn:
+        active = await workflow_repo.active_cycle(conn, agent, rt.profile.market)
+    if active is not None and active.updated_at >= rt.clock.now() - idle_window(rt):
+        raise InvalidInput(
+            f"agent {agent} has an active {active.mode.value} cycle {active.cycle_id}: pass cycle_id to {tool}"
+        )
+
+
 async def record(rt: Runtime, cycle_id: str, tool: str, events: Sequence[PhaseEvent]) -> None:
     """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
     them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""

@@ -86,6 +86,13 @@ async def create_pool(uri: str, *, min_size: int = 1, max_size: int = 10) -> asy
     )
 
 
+async def connect(uri: str) -> asyncpg.Connection:
+    """One connection outside any pool, set up as the pool's are."""
+    conn = await asyncpg.connect(uri)
+    await _init_connection(conn)
+    return conn
+
+
 async def _rollback_if_open(conn: asyncpg.Connection) -> None:
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")

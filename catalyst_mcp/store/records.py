@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderStatus, OrderType, Side
-from catalyst_mcp.domain.models import OrderIntent
+from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
+from catalyst_mcp.domain.models import Account, Fill, OrderIntent
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +36,19 @@ class ApprovalRecord:
     used_at: datetime | None
     limits_version: str
     reference_price: Decimal | None = None
+    role: OrderRole | None = None  # what check_risk judged it: an entry or an exit
+    book_version: int | None = None  # the book's version when it was judged
+    account: Account | None = None  # the broker's account it was judged against
 
 
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
+    """One of our orders as recorded: an approved entry or exit, or a protective leg (no approval of its own),
+    with its fills when they were asked for."""
+
     order_id: int
     client_order_id: str
-    approval_id: UUID
+    approval_id: UUID | None
     cycle_id: str | None
     market: Market
     symbol: str
@@ -54,6 +60,15 @@ class OrderRecord:
     filled_quantity: Decimal
     avg_fill_price: Decimal | None
     reject_reason: str | None
+    role: OrderRole = OrderRole.ENTRY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    parent_order_id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    fills: tuple[Fill, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,7 +225,9 @@ def test_a_refused_plan_keeps_its_findings_but_no_changes() -> None:
     ("book_size", "phantoms", "outage"),
     [
         (4, 3, True),  # 75 % of the book, and three positions
-        (2, 2, False),  # all of it, but fewer than three positions
+        (2, 2, True),  # all of it: an empty answer is an outage at any book size
+        (1, 1, True),
+        (2, 1, False),  # half of two: neither all, nor three
         (6, 3, False),  # exactly half is not more than half
         (6, 4, True),
         (3, 3, True),
@@ -234,7 +236,7 @@ def test_a_refused_plan_keeps_its_findings_but_no_changes() -> None:
         (100, 51, True),
     ],
 )
-def test_an_outage_is_closing_more_than_half_the_book_and_at_least_three_positions(
+def test_an_outage_is_closing_the_whole_book_or_more_than_half_and_at_least_three_positions(
     book_size: int, phantoms: int, outage: bool
 ) -> None:
     assert looks_like_outage(closing(book_size, phantoms), SHARE, MIN_POSITIONS) is outage

@@ -161,11 +161,12 @@ def test_us_books_end_equal_to_the_broker_and_a_second_diff_is_empty(
 
 @settings(max_examples=200, deadline=None)
 @given(book=st.integers(0, 40), gone=st.integers(0, 40), share=st.sampled_from([D("0.25"), D("0.5"), D("0.9")]))
-def test_the_outage_guard_fires_exactly_when_more_than_the_share_and_at_least_the_minimum_would_close(
+def test_the_outage_guard_fires_exactly_when_the_whole_book_or_more_than_the_share_and_the_minimum_would_close(
     book: int, gone: int, share: Decimal
 ) -> None:
     gone = min(gone, book)
     symbols = [f"S{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(book)]
     held = [Position(i + 1, s, PositionSide.LONG, D(1), D(1), None, None, NOW) for i, s in enumerate(symbols)]
     plan = diff(held, [BrokerPosition(s, D(1), D(1)) for s in symbols[gone:]], market=Market.US)
-    assert looks_like_outage(plan, share, 3) is (gone >= 3 and D(gone) > share * book)
+    everything = book > 0 and gone == book
+    assert looks_like_outage(plan, share, 3) is (everything or (gone >= 3 and D(gone) > share * book))

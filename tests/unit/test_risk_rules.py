@@ -35,6 +35,7 @@ D = Decimal
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 RULE_NAMES = (
     "symbol_tradable",
+    "cycle_mode",
     "symbol_lists",
     "trading_state",
     "market_open",
@@ -58,8 +59,8 @@ RULE_NAMES = (
     "duplicate_order",
     "order_rate",
 )
-# At execution every rule runs again except the pace rules (they already counted the order), plus the drift.
-RECHECK_NAMES = (*(n for n in RULE_NAMES if n not in ("duplicate_order", "order_rate")), "price_drift")
+# At execution every rule runs again (the approval's own reservation left out of the snapshot), plus the drift.
+RECHECK_NAMES = (*RULE_NAMES, "price_drift")
 DEFAULTS = RiskLimits()
 SAME = "same as equity"
 
@@ -446,12 +447,12 @@ def test_the_share_maximum_applies_to_an_exit_too() -> None:
 @pytest.mark.parametrize(("quantity", "passes"), [("49", True), ("50", True), ("51", False)])
 def test_a_sell_may_not_exceed_the_long_position(quantity: str, passes: bool) -> None:
     s = snapshot(sell(quantity, stop="101"), positions=[position("AAPL", "50")])
-    message = f"sell of {quantity} exceeds the long position of 50 (short selling is not allowed)"
+    message = f"sell of {quantity} exceeds the 50 shares available to sell (short selling is not allowed)"
     assert_outcome(evaluate(s, DEFAULTS), "long_only", passes, None if passes else message)
 
 
 def test_a_sell_without_a_position_is_refused_as_short_selling() -> None:
-    message = "sell of 10 exceeds the long position of 0 (short selling is not allowed)"
+    message = "sell of 10 exceeds the 0 shares available to sell (short selling is not allowed)"
     assert_outcome(evaluate(snapshot(sell("10", stop="101")), DEFAULTS), "long_only", False, message)
 
 
@@ -751,7 +752,7 @@ def test_closing_a_position_is_allowed_above_the_maximum_number_of_positions() -
 
 @pytest.mark.parametrize(("quantity", "passes"), [("9", True), ("10", True), ("11", False)])
 def test_a_buy_is_limited_to_the_buying_power(quantity: str, passes: bool) -> None:
-    message = "order value 1100 exceeds buying power 1000 (after open orders)"
+    message = "order value 1100 exceeds buying power 1000 (after working orders and approvals)"
     decision = evaluate(snapshot(intent(quantity), buying_power="1000"), DEFAULTS)
     assert_outcome(decision, "buying_power", passes, None if passes else message)
 

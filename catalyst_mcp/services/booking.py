@@ -1,0 +1,141 @@
+"""Booking: what the broker says about one of our orders, recorded on the execution lane — its new fills move
+the book (once each, whichever way the broker reported them), its status and broker id are kept, and the
+protective legs it was sent with become orders of ours. Every caller holds the lane and passes its connection.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import asyncpg
+
+from catalyst_mcp.domain.decimals import plain
+from catalyst_mcp.domain.enums import LegKind, OrderRole, OrderStatus
+from catalyst_mcp.domain.fills import new_fills
+from catalyst_mcp.domain.models import BrokerOrder, Fill, Position
+from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.store import book_snapshot, orders_repo, repos
+from catalyst_mcp.store.records import OrderRecord
+
+_LEG_ROLE = {LegKind.STOP_LOSS: OrderRole.STOP_LOSS, LegKind.TAKE_PROFIT: OrderRole.TAKE_PROFIT}
+
+
+async def record_answer(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    order: OrderRecord,
+    answer: BrokerOrder,
+    caller: Caller,
+    *,
+    tool: str,
+) -> OrderRecord:
+    """Record ``answer`` for ``order`` (as currently recorded) in one transaction; returns the order now."""
+    now = rt.clock.now()
+    market = rt.profile.market
+    async with conn.transaction():
+        known = await orders_repo.fill_ids(conn, order.order_id) if order.filled_quantity > 0 else set()
+        fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
+        await orders_repo.insert_fills(conn, order.order_id, fresh)
+        protect_with = order.role is OrderRole.ENTRY
+        for fill in fresh:
+            await repos.apply_fill_to_book(
+                conn,
+                market,
+                fill,
+                order.stop_loss if protect_with else None,
+                order.take_profit if protect_with else None,
+            )
+        booked = sum((f.quantity for f in fresh), Decimal(0))
+        filled = order.filled_quantity + booked
+        status = answer.status
+        if filled < answer.filled_quantity:  # a fill the broker could not price yet: look again later
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+        avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
+        reason = "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
+        updated = await orders_repo.update_order(
+            conn,
+            order.order_id,
+            status=status,
+            broker_order_id=answer.broker_order_id,
+            filled_quantity=filled,
+            avg_fill_price=avg if filled > 0 else None,
+            reject_reason=reason,
+            at=now,
+        )
+        legs = [leg for leg in answer.legs if leg.leg_kind is not None and await _record_leg(rt, conn, order, leg)]
+        changed = booked > 0 or updated.status is not order.status or order.broker_order_id is None or legs
+        if changed:
+            await book_snapshot.bump_version(conn, market)
+            await audit(
+                conn,
+                caller,
+                tool,
+                {"client_order_id": order.client_order_id},
+                f"order {order.client_order_id} {updated.status.value}, filled {plain(booked)}"
+                + (f", {len(legs)} protective legs working" if legs else ""),
+                order.cycle_id,
+            )
+    return updated
+
+
+async def record_unsent(
+    rt: Runtime, conn: asyncpg.Connection, order: OrderRecord, status: OrderStatus, reason: str, caller: Caller
+) -> OrderRecord:
+    """End an order that never reached the broker (refused by a re-check, or the broker refused it outright)."""
+    async with conn.transaction():
+        updated = await orders_repo.update_order(
+            conn,
+            order.order_id,
+            status=status,
+            broker_order_id=None,
+            filled_quantity=order.filled_quantity,
+            avg_fill_price=order.avg_fill_price,
+            reject_reason=reason,
+            at=rt.clock.now(),
+        )
+        await audit(
+            conn,
+            caller,
+            "execute_trade",
+            {"client_order_id": order.client_order_id},
+            f"{status.value}: {reason}",
+            order.cycle_id,
+        )
+    return updated
+
+
+async def position_of(conn: asyncpg.Connection | repos.Conn, rt: Runtime, symbol: str) -> Position | None:
+    return next((p for p in await repos.open_positions(conn, rt.profile.market) if p.symbol == symbol), None)
+
+
+def _average(order: OrderRecord, fresh: tuple[Fill, ...]) -> Decimal | None:
+    total_qty = order.filled_quantity
+    total_value = order.filled_quantity * (order.avg_fill_price or Decimal(0))
+    for f in fresh:
+        total_qty += f.quantity
+        total_value += f.quantity * f.price
+    return total_value / total_qty if total_qty > 0 else None
+
+
+async def _record_leg(rt: Runtime, conn: asyncpg.Connection, parent: OrderRecord, leg: BrokerOrder) -> bool:
+    """Record a leg the first time the broker reports it; True when it was new."""
+    kind = leg.leg_kind
+    assert kind is not None
+    return await orders_repo.upsert_leg(
+        conn,
+        market=rt.profile.market,
+        broker=rt.broker.name,
+        symbol=leg.symbol,
+        side=leg.side,
+        role=_LEG_ROLE[kind],
+        quantity=leg.quantity,
+        limit_price=leg.limit_price,
+        stop_price=leg.stop_price,
+        client_order_id=leg.client_order_id,
+        broker_order_id=leg.broker_order_id,
+        status=leg.status,
+        parent_order_id=parent.order_id,
+        cycle_id=parent.cycle_id,
+        at=rt.clock.now(),
+    )

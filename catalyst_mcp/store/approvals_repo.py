@@ -1,0 +1,105 @@
+"""Risk decisions and the approvals among them. Written on the execution lane's connection: an approval is a
+reservation from the moment it is recorded until it is used or expires."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from catalyst_mcp.domain.enums import Market, OrderRole, OrderType, Side
+from catalyst_mcp.domain.models import Account, OrderIntent
+from catalyst_mcp.store.records import ApprovalRecord
+from catalyst_mcp.store.repos import Conn
+
+
+async def insert_decision(
+    conn: Conn,
+    *,
+    approval_id: UUID | None,
+    cycle_id: str | None,
+    market: Market,
+    intent: OrderIntent,
+    approved: bool,
+    role: OrderRole,
+    checks: list[dict[str, Any]],
+    limits_version: str,
+    created_at: datetime,
+    expires_at: datetime | None,
+    reference_price: Decimal | None,
+    book_version: int,
+    account: Account,
+) -> None:
+    await conn.execute(
+        """INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
+               limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
+               reference_price, role, book_version, account_cash, account_equity, account_buying_power,
+               account_last_equity, account_currency)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                   $22, $23)""",
+        approval_id,
+        cycle_id,
+        market.value,
+        intent.symbol,
+        intent.side.value,
+        intent.quantity,
+        intent.order_type.value,
+        intent.limit_price,
+        intent.stop_loss,
+        intent.take_profit,
+        approved,
+        checks,
+        limits_version,
+        created_at,
+        expires_at,
+        reference_price,
+        role.value,
+        book_version,
+        account.cash,
+        account.equity,
+        account.buying_power,
+        account.last_equity,
+        account.currency,
+    )
+
+
+async def get(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
+    row = await conn.fetchrow("SELECT * FROM risk_decisions WHERE approval_id = $1", approval_id)
+    if row is None:
+        return None
+    intent = OrderIntent(
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        quantity=row["quantity"],
+        order_type=OrderType(row["order_type"]),
+        limit_price=row["limit_price"],
+        stop_loss=row["stop_loss"],
+        take_profit=row["take_profit"],
+    )
+    return ApprovalRecord(
+        approval_id=row["approval_id"],
+        cycle_id=row["cycle_id"],
+        market=Market(row["market"]),
+        intent=intent,
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        used_at=row["used_at"],
+        limits_version=row["limits_version"],
+        reference_price=row["reference_price"],
+        role=OrderRole(row["role"]) if row["role"] is not None else None,
+        book_version=row["book_version"],
+        account=None
+        if row["account_equity"] is None
+        else Account(
+            cash=row["account_cash"],
+            equity=row["account_equity"],
+            buying_power=row["account_buying_power"],
+            currency=row["account_currency"],
+            last_equity=row["account_last_equity"],
+        ),
+    )
+
+
+async def mark_used(conn: Conn, approval_id: UUID, at: datetime) -> None:
+    await conn.execute("UPDATE risk_decisions SET used_at = $2 WHERE approval_id = $1", approval_id, at)

@@ -1,0 +1,97 @@
+"""The book as the risk rules see it, read in one statement: positions, working orders, outstanding approvals,
+today's orders, the trading state, the last sync, the day's starting equity and the book's version.
+
+Read on the execution lane's connection while the lane is held, it is one consistent snapshot: nothing it
+covers can change until the lane is released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Final
+from uuid import UUID
+
+from catalyst_mcp.domain.enums import Market, PositionSide, Side, TradingState
+from catalyst_mcp.domain.models import Position
+from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
+from catalyst_mcp.store.repos import Conn
+
+_WORKING: Final = "('pending', 'accepted', 'partially_filled')"
+
+_SNAPSHOT: Final = f"""
+SELECT
+    (SELECT state FROM trading_state WHERE market = $1) AS state,
+    (SELECT version FROM book_versions WHERE market = $1) AS version,
+    (SELECT refused IS NOT NULL FROM sync_runs WHERE market = $1 AND NOT dry_run
+     ORDER BY sync_id DESC LIMIT 1) AS sync_refused,
+    (SELECT start_equity FROM equity_marks WHERE market = $1 AND trading_day = $4) AS start_equity,
+    ARRAY(SELECT ROW(position_id, symbol, side, quantity, avg_entry_price, stop_loss, take_profit, opened_at)
+          FROM positions WHERE market = $1 AND status = 'open' ORDER BY symbol) AS positions,
+    ARRAY(SELECT ROW(symbol, side, role, quantity - filled_quantity,
+                     (quantity - filled_quantity) * COALESCE(limit_price, reference_price, 0))
+          FROM orders
+          WHERE market = $1 AND status IN {_WORKING} AND role IN ('entry', 'exit')
+            AND approval_id IS DISTINCT FROM $5) AS working,
+    ARRAY(SELECT ROW(symbol, side, quantity, quantity * COALESCE(reference_price, limit_price, 0), created_at)
+          FROM risk_decisions
+          WHERE market = $1 AND approval_id IS NOT NULL AND used_at IS NULL AND expires_at > $2
+            AND approval_id IS DISTINCT FROM $5) AS approvals,
+    ARRAY(SELECT ROW(symbol, side, created_at)
+          FROM orders
+          WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit')
+            AND approval_id IS DISTINCT FROM $5
+            AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS recent
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    positions: dict[str, Position]
+    working: tuple[OpenOrder, ...]  # our working entries and exits (protective legs are not reservations)
+    working_entries: int
+    approvals: tuple[Reservation, ...]
+    recent: tuple[RecentOrder, ...]
+    state: TradingState
+    last_sync_ok: bool
+    start_equity: Decimal | None
+    version: int
+
+
+async def read_book_snapshot(
+    conn: Conn,
+    market: Market,
+    *,
+    now: datetime,
+    day_start: datetime,
+    trading_day: date,
+    exclude_approval: UUID | None = None,
+) -> BookSnapshot:
+    """One statement. ``exclude_approval``: the approval being executed (its own reservation and its own
+    order, when a replay resumes one, are not counted against it)."""
+    row = await conn.fetchrow(_SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval)
+    assert row is not None
+    long_, short = PositionSide.LONG, PositionSide.SHORT
+    positions = {
+        p[1]: Position(p[0], p[1], long_ if p[2] == "long" else short, p[3], p[4], p[5], p[6], p[7])
+        for p in row["positions"]
+    }
+    working = tuple(OpenOrder(w[0], Side(w[1]), w[4], w[3]) for w in row["working"])
+    return BookSnapshot(
+        positions=positions,
+        working=working,
+        working_entries=sum(1 for w in row["working"] if w[2] == "entry"),
+        approvals=tuple(Reservation(a[0], Side(a[1]), a[2], a[3], a[4]) for a in row["approvals"]),
+        recent=tuple(RecentOrder(r[0], Side(r[1]), r[2]) for r in row["recent"]),
+        state=TradingState(row["state"]) if row["state"] is not None else TradingState.ACTIVE,
+        last_sync_ok=not row["sync_refused"],
+        start_equity=row["start_equity"],
+        version=int(row["version"] or 0),
+    )
+
+
+async def bump_version(conn: Conn, market: Market) -> None:
+    """The broker holds something new for us (an order sent, a fill, a cancel): cached broker reads that
+    were made before are stale."""
+    await conn.execute("UPDATE book_versions SET version = version + 1 WHERE market = $1", market.value)

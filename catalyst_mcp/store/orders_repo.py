@@ -1,0 +1,303 @@
+"""Orders and their fills: entries and exits (one per approval) and the protective legs of positions.
+
+Every write here happens on the execution lane's connection (see ``store/lane.py``); reads may use any
+connection. ``OrderRecord`` is the one read type of an order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+
+from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus, OrderType, Side
+from catalyst_mcp.domain.models import Fill
+from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
+from catalyst_mcp.store.repos import Conn
+
+WORKING: Final = ("pending", "accepted", "partially_filled")
+
+
+def _order(row: asyncpg.Record, fills: Iterable[asyncpg.Record] = ()) -> OrderRecord:
+    broker_id = row["broker_order_id"] or ""
+    return OrderRecord(
+        order_id=row["order_id"],
+        client_order_id=row["client_order_id"],
+        approval_id=row["approval_id"],
+        cycle_id=row["cycle_id"],
+        market=Market(row["market"]),
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        quantity=row["quantity"],
+        order_type=OrderType(row["order_type"]),
+        status=OrderStatus(row["status"]),
+        broker_order_id=row["broker_order_id"],
+        filled_quantity=row["filled_quantity"],
+        avg_fill_price=row["avg_fill_price"],
+        reject_reason=row["reject_reason"],
+        role=OrderRole(row["role"]),
+        limit_price=row["limit_price"],
+        stop_price=row["stop_price"],
+        stop_loss=row["stop_loss"],
+        take_profit=row["take_profit"],
+        parent_order_id=row["parent_order_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        fills=tuple(
+            Fill(f["fill_id"], broker_id, f["symbol"], Side(f["side"]), f["quantity"], f["price"], f["filled_at"])
+            for f in fills
+        ),
+    )
+
+
+# --- writes (on the lane) ---------------------------------------------------------------------------------
+
+
+async def insert_order(
+    conn: Conn,
+    *,
+    client_order_id: str,
+    approval: ApprovalRecord,
+    role: OrderRole,
+    broker: str,
+    at: datetime,
+) -> OrderRecord:
+    """Record the approved intent as a pending order, before anything is sent."""
+    i = approval.intent
+    row = await conn.fetchrow(
+        """INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
+               order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at, reference_price,
+               role)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14, $15) RETURNING *""",
+        client_order_id,
+        approval.approval_id,
+        approval.cycle_id,
+        approval.market.value,
+        broker,
+        i.symbol,
+        i.side.value,
+        i.quantity,
+        i.order_type.value,
+        i.limit_price,
+        i.stop_loss,
+        i.take_profit,
+        at,
+        approval.reference_price,
+        role.value,
+    )
+    assert row is not None
+    return _order(row)
+
+
+async def upsert_leg(
+    conn: Conn,
+    *,
+    market: Market,
+    broker: str,
+    symbol: str,
+    side: Side,
+    role: OrderRole,
+    quantity: Decimal,
+    limit_price: Decimal | None,
+    stop_price: Decimal | None,
+    client_order_id: str,
+    broker_order_id: str | None,
+    status: OrderStatus,
+    parent_order_id: int | None,
+    cycle_id: str | None,
+    at: datetime,
+) -> bool:
+    """Record a protective leg (placed with a bracket, or to re-protect a position) once per client id;
+    True when it was new."""
+    row = await conn.fetchrow(
+        """INSERT INTO orders (client_order_id, cycle_id, market, broker, symbol, side, quantity, order_type,
+               limit_price, stop_price, status, broker_order_id, created_at, updated_at, role, parent_order_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15)
+           ON CONFLICT (client_order_id) DO UPDATE
+               SET broker_order_id = COALESCE(orders.broker_order_id, EXCLUDED.broker_order_id)
+           RETURNING (xmax = 0) AS inserted""",
+        client_order_id,
+        cycle_id,
+        market.value,
+        broker,
+        symbol,
+        side.value,
+        quantity,
+        (OrderType.LIMIT if stop_price is None else OrderType.MARKET).value,
+        limit_price,
+        stop_price,
+        status.value,
+        broker_order_id,
+        at,
+        role.value,
+        parent_order_id,
+    )
+    assert row is not None
+    return bool(row["inserted"])
+
+
+async def update_order(
+    conn: Conn,
+    order_id: int,
+    *,
+    status: OrderStatus,
+    broker_order_id: str | None,
+    filled_quantity: Decimal,
+    avg_fill_price: Decimal | None,
+    reject_reason: str | None,
+    at: datetime,
+) -> OrderRecord:
+    row = await conn.fetchrow(
+        """UPDATE orders SET status = $2, broker_order_id = COALESCE($3, broker_order_id),
+                  filled_quantity = $4, avg_fill_price = $5, reject_reason = COALESCE($6, reject_reason),
+                  updated_at = $7
+           WHERE order_id = $1 RETURNING *""",
+        order_id,
+        status.value,
+        broker_order_id,
+        filled_quantity,
+        avg_fill_price,
+        reject_reason,
+        at,
+    )
+    assert row is not None
+    return _order(row)
+
+
+async def insert_fills(conn: Conn, order_id: int, fills: Sequence[Fill]) -> None:
+    if fills:
+        await conn.executemany(
+            """INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            [(f.fill_id, order_id, f.symbol, f.side.value, f.quantity, f.price, f.at) for f in fills],
+        )
+
+
+# --- reads ------------------------------------------------------------------------------------------------
+
+
+async def by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE approval_id = $1", approval_id)
+    return None if row is None else _order(row)
+
+
+async def by_client_id(conn: Conn, client_order_id: str) -> OrderRecord | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE client_order_id = $1", client_order_id)
+    return None if row is None else _order(row)
+
+
+async def by_id(conn: Conn, order_id: int, *, with_fills: bool = False) -> OrderRecord | None:
+    row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
+    if row is None:
+        return None
+    fills = await _fills_of(conn, [order_id]) if with_fills else {}
+    return _order(row, fills.get(order_id, ()))
+
+
+async def fill_ids(conn: Conn, order_id: int) -> set[str]:
+    return {r[0] for r in await conn.fetch("SELECT fill_id FROM fills WHERE order_id = $1", order_id)}
+
+
+async def working(conn: Conn, market: Market, *, symbol: str | None = None) -> list[OrderRecord]:
+    """Our working orders of the market (protective legs included), oldest first."""
+    rows = await conn.fetch(
+        """SELECT * FROM orders WHERE market = $1 AND status = ANY($2::text[])
+             AND ($3::text IS NULL OR symbol = $3) ORDER BY order_id""",
+        market.value,
+        list(WORKING),
+        symbol,
+    )
+    return [_order(r) for r in rows]
+
+
+async def by_client_ids(conn: Conn, client_order_ids: Sequence[str]) -> dict[str, OrderRecord]:
+    rows = await conn.fetch("SELECT * FROM orders WHERE client_order_id = ANY($1::text[])", list(client_order_ids))
+    return {r["client_order_id"]: _order(r) for r in rows}
+
+
+async def by_broker_ids(conn: Conn, broker_order_ids: Sequence[str]) -> dict[str, OrderRecord]:
+    rows = await conn.fetch("SELECT * FROM orders WHERE broker_order_id = ANY($1::text[])", list(broker_order_ids))
+    return {r["broker_order_id"]: _order(r) for r in rows}
+
+
+async def watermark(conn: Conn) -> int:
+    """The newest order id: orders above it were created after this call."""
+    return int(await conn.fetchval("SELECT COALESCE(max(order_id), 0) FROM orders"))
+
+
+async def listing(
+    conn: Conn,
+    market: Market,
+    *,
+    statuses: Sequence[OrderStatus] | None,
+    symbol: str | None,
+    cycle_id: str | None,
+    limit: int,
+) -> list[OrderRecord]:
+    """Newest first, with their fills."""
+    rows = await conn.fetch(
+        """SELECT * FROM orders
+           WHERE market = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+             AND ($3::text IS NULL OR symbol = $3) AND ($4::text IS NULL OR cycle_id = $4)
+           ORDER BY order_id DESC LIMIT $5""",
+        market.value,
+        None if statuses is None else [s.value for s in statuses],
+        symbol,
+        cycle_id,
+        limit,
+    )
+    fills = await _fills_of(conn, [r["order_id"] for r in rows])
+    return [_order(r, fills.get(r["order_id"], ())) for r in rows]
+
+
+async def working_legs(
+    conn: Conn, market: Market, symbol: str | None = None
+) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+    """For each symbol with protective legs working at the broker: (stop price, take-profit price) of its
+    newest working stop and take-profit legs."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (symbol, role) symbol, role, stop_price, limit_price FROM orders
+           WHERE market = $1 AND role IN ('stop_loss', 'take_profit') AND status = ANY($2::text[])
+             AND broker_order_id IS NOT NULL AND ($3::text IS NULL OR symbol = $3)
+           ORDER BY symbol, role, order_id DESC""",
+        market.value,
+        list(WORKING),
+        symbol,
+    )
+    found: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+    for r in rows:
+        stop, target = found.get(r["symbol"], (None, None))
+        if r["role"] == OrderRole.STOP_LOSS.value:
+            stop = r["stop_price"]
+        else:
+            target = r["limit_price"]
+        found[r["symbol"]] = (stop, target)
+    return found
+
+
+async def _fills_of(conn: Conn, order_ids: list[int]) -> dict[int, list[asyncpg.Record]]:
+    if not order_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT * FROM fills WHERE order_id = ANY($1::bigint[]) ORDER BY filled_at, fill_id", order_ids
+    )
+    found: dict[int, list[asyncpg.Record]] = {}
+    for r in rows:
+        found.setdefault(r["order_id"], []).append(r)
+    return found
+
+
+async def cancel_unsent(conn: Conn, order_id: int, reason: str, at: datetime) -> bool:
+    """End an order the broker never received; False when it is no longer pending."""
+    result = await conn.execute(
+        """UPDATE orders SET status = 'cancelled', reject_reason = $2, updated_at = $3
+           WHERE order_id = $1 AND status = 'pending'""",
+        order_id,
+        reason,
+        at,
+    )
+    return str(result).endswith(" 1")
