@@ -3,9 +3,11 @@ the local emulator of Alpaca's REST API next to the simulated broker, in the sam
 
     .venv/bin/python bench/broker.py [--executes 30] [--portfolios 50]
 
-It starts its own embedded PostgreSQL in a temporary directory and removes it afterwards. Prints a table and
-ends with one machine-readable line: ``summary: alpaca_execute_p50_ms=… sim_execute_p50_ms=…
-alpaca_portfolio_p50_ms=…``.
+It starts its own embedded PostgreSQL in a temporary directory and removes it afterwards. It also counts the
+requests the emulator receives per order (check_risk + execute_trade, as an agent calls them) and per
+get_portfolio, by route. Prints a table and ends with one machine-readable line: ``summary:
+alpaca_execute_p50_ms=… sim_execute_p50_ms=… alpaca_portfolio_p50_ms=… requests_per_order=…
+requests_per_portfolio=…`` (the requests are means over the measured calls).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -47,12 +50,25 @@ WARM_UP = 3
 RISK = {"duplicate_window_seconds": 0, "max_orders_per_minute": 10_000, "max_trades_per_day": 10_000}
 
 
-class Session:
-    """One MCP client over one runtime; the clock moves a second per order, as a trading agent's would."""
+Requests = Counter[tuple[str, str]]  # (method, route) -> requests
 
-    def __init__(self, client: Client, clock: FixedClock) -> None:
+
+class Session:
+    """One MCP client over one runtime; the clock moves a second per order, as a trading agent's would.
+    With an emulator, the requests it receives during the counted calls are collected by route."""
+
+    def __init__(self, client: Client, clock: FixedClock, emulator: AlpacaEmulator | None = None) -> None:
         self.client = client
         self.clock = clock
+        self.emulator = emulator
+        self.requests: dict[str, list[Requests]] = {}  # tool -> the requests of each measured call
+
+    async def counted(self, tool: str, call: Callable[[], Awaitable[None]], keep: bool) -> None:
+        """Run `call`; with an emulator, keep the requests it made under `tool` when `keep`."""
+        before = Counter(self.emulator.counts) if self.emulator is not None else Counter()
+        await call()
+        if self.emulator is not None and keep:
+            self.requests.setdefault(tool, []).append(Counter(self.emulator.counts) - before)
 
     async def call(self, tool: str, **args: Any) -> dict[str, Any]:
         result = await self.client.call_tool(tool, args)
@@ -65,38 +81,72 @@ class Session:
         quote = await self.call("get_quote", symbol=symbol)
         stop = (Decimal(quote["bid"]) * Decimal("0.95")).quantize(Decimal("0.01"))
         args = {"symbol": symbol, "side": "buy", "quantity": "1", "order_type": "market", "stop_loss": str(stop)}
-        decision = await self.call("check_risk", **args, cycle_id=cycle_id)
-        if not decision["approved"]:
-            raise RuntimeError(f"check_risk refused: {decision['reasons']}")
-        return str(decision["approval_id"])
+        approval: list[str] = []
+
+        async def check() -> None:
+            decision = await self.call("check_risk", **args, cycle_id=cycle_id)
+            if not decision["approved"]:
+                raise RuntimeError(f"check_risk refused: {decision['reasons']}")
+            approval.append(str(decision["approval_id"]))
+
+        await self.counted("check_risk", check, keep=i >= WARM_UP)
+        return approval[0]
 
     async def start(self) -> str:
         return str((await self.call("start_cycle", agent_id="bench"))["cycle_id"])
 
     async def timed_execute(self, i: int, cycle_id: str) -> float:
-        """One buy: approved untimed, then execute_trade timed (ms)."""
+        """One buy: approved untimed (its requests counted), then execute_trade timed (ms)."""
         self.clock.advance(timedelta(seconds=1))
         approval_id = await self.approve(i, cycle_id)
-        started = time.perf_counter()
-        result = await self.call("execute_trade", approval_id=approval_id, cycle_id=cycle_id)
-        elapsed = (time.perf_counter() - started) * 1000
-        if result["status"] != "filled":
-            raise RuntimeError(f"execute_trade: {result}")
-        return elapsed
+        elapsed: list[float] = []
 
-    async def timed_portfolio(self) -> float:
-        started = time.perf_counter()
-        await self.call("get_portfolio")
-        return (time.perf_counter() - started) * 1000
+        async def execute() -> None:
+            started = time.perf_counter()
+            result = await self.call("execute_trade", approval_id=approval_id, cycle_id=cycle_id)
+            elapsed.append((time.perf_counter() - started) * 1000)
+            if result["status"] != "filled":
+                raise RuntimeError(f"execute_trade: {result}")
+
+        await self.counted("execute_trade", execute, keep=i >= WARM_UP)
+        return elapsed[0]
+
+    async def timed_portfolio(self, i: int) -> float:
+        elapsed: list[float] = []
+
+        async def portfolio() -> None:
+            started = time.perf_counter()
+            await self.call("get_portfolio")
+            elapsed.append((time.perf_counter() - started) * 1000)
+
+        await self.counted("get_portfolio", portfolio, keep=i >= WARM_UP)
+        return elapsed[0]
+
+    def per_order(self) -> list[Requests]:
+        """The requests of each measured order: its check_risk plus its execute_trade."""
+        checks, executes = self.requests.get("check_risk", []), self.requests.get("execute_trade", [])
+        return [a + b for a, b in zip(checks, executes, strict=True)]
+
+
+def mean_requests(calls: list[Requests]) -> float:
+    return statistics.fmean(sum(c.values()) for c in calls) if calls else float("nan")
+
+
+def by_route(calls: list[Requests]) -> str:
+    """Mean requests per call by route, most first: ``POST /v2/orders 1, GET /v2/clock 0.03``."""
+    total: Requests = sum(calls, Counter())
+    return ", ".join(f"{m} {r} {n / len(calls):.3g}" for (m, r), n in total.most_common()) or "none"
 
 
 @asynccontextmanager
-async def session(settings: Settings, clock: FixedClock) -> AsyncIterator[Session]:
+async def session(
+    settings: Settings, clock: FixedClock, emulator: AlpacaEmulator | None = None
+) -> AsyncIterator[Session]:
     async with (
         open_runtime(settings, clock=clock) as runtime,
         Client(build_server(settings, runtime=runtime)) as client,
     ):
-        yield Session(client, clock)
+        yield Session(client, clock, emulator)
 
 
 async def create_databases(uri: str, names: list[str]) -> list[str]:
@@ -111,9 +161,10 @@ async def create_databases(uri: str, names: list[str]) -> list[str]:
     return [urlunsplit(parts._replace(path=f"/{name}")) for name in names]
 
 
-def row(broker: str, tool: str, times: list[float]) -> str:
+def row(broker: str, tool: str, times: list[float], requests: str) -> str:
     q = statistics.quantiles(times, n=10)
-    return f"{broker:<8}{tool:<16}{len(times):>5}{statistics.median(times):>10.2f}{q[8]:>10.2f}{max(times):>10.2f}"
+    timing = f"{statistics.median(times):>10.2f}{q[8]:>10.2f}{max(times):>10.2f}"
+    return f"{broker:<8}{tool:<16}{len(times):>5}{timing}{requests:>12}"
 
 
 async def run(uri: str, executes: int, portfolios: int) -> None:
@@ -134,7 +185,7 @@ async def run(uri: str, executes: int, portfolios: int) -> None:
         )
         async with (
             session(sim_settings, FixedClock(SESSION)) as sim,
-            session(on_alpaca, alpaca_clock) as alpaca,
+            session(on_alpaca, alpaca_clock, emulator) as alpaca,
         ):
             # The two brokers alternate call by call, so both see the same load on the machine.
             brokers = {"sim": sim, "alpaca": alpaca}
@@ -146,19 +197,28 @@ async def run(uri: str, executes: int, portfolios: int) -> None:
                         results.setdefault((name, "execute_trade"), []).append(elapsed)
             for i in range(WARM_UP + portfolios):
                 for name, b in brokers.items():
-                    elapsed = await b.timed_portfolio()
+                    elapsed = await b.timed_portfolio(i)
                     if i >= WARM_UP:
                         results.setdefault((name, "get_portfolio"), []).append(elapsed)
-        http_calls = len(emulator.requests)
-    print(f"{'broker':<8}{'tool':<16}{'n':>5}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}")
+            http_calls = len(emulator.requests)
+            orders, portfolios_seen = alpaca.per_order(), alpaca.requests.get("get_portfolio", [])
+    counts = {"execute_trade": f"{mean_requests(orders):.2f}", "get_portfolio": f"{mean_requests(portfolios_seen):.2f}"}
+    print(f"{'broker':<8}{'tool':<16}{'n':>5}{'p50 ms':>10}{'p90 ms':>10}{'max ms':>10}{'requests':>12}")
     for (broker, tool), times in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(row(broker, tool, times))
-    print(f"alpaca: {http_calls} HTTP requests to the emulator through alpaca-py")
+        print(row(broker, tool, times, counts[tool] if broker == "alpaca" else "-"))
+    print("requests: Alpaca requests per call (execute_trade: per order, its check_risk included)")
+    print(f"alpaca: {http_calls} HTTP requests to the emulator through alpaca-py in all")
+    print(f"alpaca requests per order (check_risk + execute_trade): {by_route(orders)}")
+    print(f"alpaca requests per check_risk: {by_route(alpaca.requests.get('check_risk', []))}")
+    print(f"alpaca requests per execute_trade: {by_route(alpaca.requests.get('execute_trade', []))}")
+    print(f"alpaca requests per get_portfolio: {by_route(portfolios_seen)}")
     p50 = {key: statistics.median(times) for key, times in results.items()}
     print(
         f"summary: alpaca_execute_p50_ms={p50['alpaca', 'execute_trade']:.2f}"
         f" sim_execute_p50_ms={p50['sim', 'execute_trade']:.2f}"
         f" alpaca_portfolio_p50_ms={p50['alpaca', 'get_portfolio']:.2f}"
+        f" requests_per_order={mean_requests(orders):.2f}"
+        f" requests_per_portfolio={mean_requests(portfolios_seen):.2f}"
     )
 
 

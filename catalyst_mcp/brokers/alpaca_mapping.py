@@ -1,33 +1,27 @@
-"""Alpaca's wire values and the domain, in one place: strings to Decimal and back, prices on the tick
-Alpaca accepts, statuses and sides to the domain enums, order requests with their exit legs, and the SDK's
-exceptions to the domain error taxonomy. Pure functions; imported only when the Alpaca broker is chosen."""
+"""Alpaca's wire values and the domain, in one place: strings to Decimal and back (the SDK's floats only
+through `wire_number`), prices on the tick Alpaca accepts, orders with their legs and cumulative fills,
+statuses and sides to the domain enums, the market clock, and the SDK's exceptions to the domain error
+taxonomy. Pure functions; imported only when the Alpaca broker is chosen (`alpaca_orders` builds the order
+requests from these)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
-from typing import Any, Final, Literal
+from typing import Final
 
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
-from alpaca.trading.models import Order, Position, TradeAccount
-from alpaca.trading.requests import (
-    LimitOrderRequest,
-    MarketOrderRequest,
-    OrderRequest,
-    StopLossRequest,
-    TakeProfitRequest,
-)
+from alpaca.trading.models import Clock, Order, Position, TradeAccount
 from pydantic import BaseModel, ConfigDict, ValidationError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import RequestException, Timeout
 
 from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, OperatorNeeded, TemporaryFailure
-from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Fill, OrderIntent
+from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Fill
 from catalyst_mcp.markets.profiles import US_PROFILE
 
 # Alpaca's order statuses that are still working at the broker (they may fill or be cancelled).
@@ -60,6 +54,8 @@ _TYPE: Final = {
 # Alpaca answers 403 with this code when an order exceeds buying power or the quantity available.
 INSUFFICIENT_CODE: Final = 40310000
 _MAX_MESSAGE: Final = 200
+# How long a clock answer whose transition had already passed when it was read is trusted.
+CLOCK_GRACE: Final = timedelta(seconds=5)
 
 
 # --- numbers ----------------------------------------------------------------------------------------------
@@ -117,75 +113,6 @@ def on_tick(price: Decimal) -> bool:
 # --- orders -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LegSpec:
-    """An exit leg as sent: 'limit' (take profit) or 'stop' (stop loss), at its wire price."""
-
-    kind: Literal["limit", "stop"]
-    price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class WireOrder:
-    """What is sent for an intent: the SDK request plus the legs Alpaca must confirm."""
-
-    request: OrderRequest
-    order_class: OrderClass
-    legs: frozenset[LegSpec]
-
-
-def opposite(side: Side) -> Side:
-    return Side.SELL if side is Side.BUY else Side.BUY
-
-
-def wire_order(intent: OrderIntent, client_order_id: str) -> WireOrder:
-    """The SDK request for `intent`: a bracket when it carries both exits, one-triggers-other with one,
-    a simple order with none. The entry is a day order of whole shares."""
-    if intent.quantity != intent.quantity.to_integral_value() or intent.quantity <= 0:
-        raise InvalidInput(f"Alpaca orders here are whole shares, got {intent.quantity}")
-    exit_side = opposite(intent.side)
-    legs: set[LegSpec] = set()
-    fields: dict[str, Any] = {
-        "symbol": intent.symbol,
-        "qty": wire_number(intent.quantity),
-        "side": OrderSide.BUY if intent.side is Side.BUY else OrderSide.SELL,
-        "time_in_force": TimeInForce.DAY,
-        "client_order_id": client_order_id,
-    }
-    if intent.take_profit is not None:
-        price = wire_price(intent.take_profit, exit_side)
-        fields["take_profit"] = TakeProfitRequest(limit_price=wire_number(price))
-        legs.add(LegSpec("limit", price))
-    if intent.stop_loss is not None:
-        # Rounded like an exit order: for a long, the stop moves up (tighter, never wider than approved).
-        price = wire_price(intent.stop_loss, exit_side)
-        fields["stop_loss"] = StopLossRequest(stop_price=wire_number(price))
-        legs.add(LegSpec("stop", price))
-    order_class = OrderClass.BRACKET if len(legs) == 2 else OrderClass.OTO if legs else OrderClass.SIMPLE
-    if legs:
-        fields["order_class"] = order_class
-    request: OrderRequest
-    if intent.order_type is OrderType.LIMIT:
-        if intent.limit_price is None:
-            raise InvalidInput("a limit order needs a limit price")
-        limit = wire_number(wire_price(intent.limit_price, intent.side))
-        request = LimitOrderRequest(limit_price=limit, **fields)
-    else:
-        request = MarketOrderRequest(**fields)
-    return WireOrder(request, order_class, frozenset(legs))
-
-
-def accepted_legs(order: Order) -> frozenset[LegSpec]:
-    """The exit legs Alpaca reports for `order`, as (kind, price)."""
-    found: set[LegSpec] = set()
-    for leg in order.legs or ():
-        kind = wire_value(leg.type or leg.order_type)
-        price = leg.limit_price if kind == "limit" else leg.stop_price
-        if kind in ("limit", "stop") and price is not None:
-            found.add(LegSpec("limit" if kind == "limit" else "stop", dec(price)))
-    return frozenset(found)
-
-
 def order_status(status: str, filled_qty: Decimal) -> OrderStatus:
     """Alpaca's status as the domain's: working orders with a fill are partially filled."""
     if status in _CLOSED:
@@ -214,36 +141,43 @@ def wire_value(member: object) -> str:
     return str(getattr(member, "value", member) or "")
 
 
-def broker_order(order: Order, fills: Iterable[Fill]) -> BrokerOrder:
-    """The domain view of an Alpaca order, with the fills known for it. Its filled quantity is always the
-    sum of those fills, since the book moves by fills: when the account activities lag the order (fewer
-    shares than its `filled_qty`), it stays open, so it is looked at again rather than booked short."""
-    own = tuple(sorted((f for f in fills if f.broker_order_id == str(order.id)), key=lambda f: (f.at, f.fill_id)))
-    ordered = quantity(order.qty or 0)
-    reported = quantity(order.filled_qty or 0)
-    known = sum((f.quantity for f in own), Decimal(0))
-    status = order_status(wire_value(order.status), reported)
+def broker_order(order: Order, fills: Iterable[Fill] = (), parent_id: str | None = None) -> BrokerOrder:
+    """The domain view of an Alpaca order: its cumulative `filled_qty` and `filled_avg_price` as they are
+    (the book moves by these), the individual `fills` listed for it, and its protective legs (from a nested
+    answer), each with this order as its parent. `parent_id` is the order's own parent, when it is a leg."""
+    order_id = str(order.id)
+    filled = quantity(order.filled_qty or 0)
     avg = dec_or_none(order.filled_avg_price)
-    if known != reported:
-        if known >= ordered > 0:
-            status = OrderStatus.FILLED
-        elif known < reported:
-            status = OrderStatus.PARTIALLY_FILLED if known > 0 else OrderStatus.ACCEPTED
-        avg = sum((f.quantity * f.price for f in own), Decimal(0)) / known if known else None
+    fills = tuple(fills)
+    own = tuple(sorted((f for f in fills if f.broker_order_id == order_id), key=lambda f: (f.at, f.fill_id)))
     return BrokerOrder(
-        broker_order_id=str(order.id),
+        broker_order_id=order_id,
         client_order_id=order.client_order_id,
         symbol=order.symbol or "",
         side=side_of(wire_value(order.side)),
-        quantity=ordered,
+        quantity=quantity(order.qty or 0),
         order_type=_TYPE.get(wire_value(order.type or order.order_type), OrderType.MARKET),
         limit_price=dec_or_none(order.limit_price),
-        status=status,
-        filled_quantity=known,
-        avg_fill_price=avg if known > 0 else None,
+        status=order_status(wire_value(order.status), filled),
+        filled_quantity=filled,
+        avg_fill_price=avg if filled > 0 and avg is not None and avg > 0 else None,  # "0" until Alpaca knows
         submitted_at=order.submitted_at,
         fills=own,
+        stop_price=dec_or_none(order.stop_price),
+        parent_id=parent_id,
+        legs=tuple(broker_order(leg, fills, order_id) for leg in order.legs or ()),
     )
+
+
+def partially_filled(order: Order) -> bool:
+    """True when some but not all of `order` filled: only then are its individual fills worth a request."""
+    filled = dec_or_none(order.filled_qty) or Decimal(0)
+    return 0 < filled < (dec_or_none(order.qty) or Decimal(0))
+
+
+def with_legs(order: Order) -> list[Order]:
+    """`order` and its legs (of a nested answer), depth first."""
+    return [order, *(o for leg in order.legs or () for o in with_legs(leg))]
 
 
 class FillActivity(BaseModel):
@@ -303,6 +237,35 @@ class TradingDay:
 def trading_day(day: date, open_: datetime, close: datetime) -> TradingDay:
     tz = US_PROFILE.timezone
     return TradingDay(day, open_.replace(tzinfo=tz), close.replace(tzinfo=tz))
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    """Alpaca's /v2/clock as read at `read_at` (the injected clock): open or not until the next transition."""
+
+    is_open: bool
+    next_open: datetime
+    next_close: datetime
+    read_at: datetime
+
+    @property
+    def changes_at(self) -> datetime:
+        return self.next_close if self.is_open else self.next_open
+
+    def holds_at(self, now: datetime) -> bool:
+        """True while the answer still stands: from its reading until the next transition. A transition that
+        had already passed when it was read (clocks apart) holds it for a short grace, not for one call."""
+        until = self.changes_at if self.changes_at > self.read_at else self.read_at + CLOCK_GRACE
+        return self.read_at <= now < until
+
+
+def market_clock(raw: Clock, read_at: datetime) -> MarketClock:
+    tz = US_PROFILE.timezone
+
+    def aware(at: datetime) -> datetime:
+        return at if at.utcoffset() is not None else at.replace(tzinfo=tz)
+
+    return MarketClock(bool(raw.is_open), aware(raw.next_open), aware(raw.next_close), read_at)
 
 
 @dataclass(frozen=True, slots=True)

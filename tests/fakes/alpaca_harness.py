@@ -50,6 +50,7 @@ class Adapter:
     emulator: AlpacaEmulator
     broker: AlpacaBroker
     data: AlpacaMarketData
+    url: str = ""
 
 
 @asynccontextmanager
@@ -57,7 +58,14 @@ async def alpaca_adapter(clock: Clock, **extra: Any) -> AsyncIterator[Adapter]:
     """The emulator and the adapter pointed at it (no database)."""
     emulator = AlpacaEmulator(clock, key_id=KEY_ID, secret_key=SECRET)
     async with serve(emulator) as url, open_alpaca(alpaca_settings(url, **extra), US_PROFILE, clock) as (b, d):
-        yield Adapter(emulator, cast(AlpacaBroker, b), cast(AlpacaMarketData, d))
+        yield Adapter(emulator, cast(AlpacaBroker, b), cast(AlpacaMarketData, d), url)
+
+
+@asynccontextmanager
+async def another_adapter(first: Adapter, clock: Clock, **extra: Any) -> AsyncIterator[AlpacaBroker]:
+    """A second adapter on the same emulator, as another server process would have it (nothing shared)."""
+    async with open_alpaca(alpaca_settings(first.url, **extra), US_PROFILE, clock) as (broker, _):
+        yield cast(AlpacaBroker, broker)
 
 
 @asynccontextmanager

@@ -1,17 +1,19 @@
 """The read-only half of the Alpaca emulator: the clock, calendar and assets, and the market data (snapshots,
 latest quotes, daily and minute bars), priced by the simulated exchange's pure model at the emulator's clock
-so they agree with the trading half's fills."""
+so they agree with the trading half's fills. A test may pin a symbol's price (`set_price`) to move the
+market where it needs it, e.g. through a stop."""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from catalyst_mcp.brokers.sim_prices import Instrument, day_stats, quote_at
+from catalyst_mcp.brokers.sim_prices import Instrument, day_stats, quote_at, universe_for
+from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.models import Quote
 from catalyst_mcp.ports import Clock
 from tests.fakes import alpaca_payloads as js
@@ -21,12 +23,32 @@ from tests.fakes.alpaca_payloads import PROFILE, error
 class MarketRoutes:
     """Alpaca's reference and market-data routes over the emulator's universe and clock."""
 
-    clock: Clock
-    seed: int
-    universe: dict[str, Instrument]
+    def __init__(self, clock: Clock, seed: int) -> None:
+        self.clock = clock
+        self.seed = seed
+        self.universe: dict[str, Instrument] = dict(universe_for(Market.US))
+        self.pinned: dict[str, tuple[Decimal, Decimal, Decimal]] = {}  # symbol -> (bid, last, ask)
 
     def quote(self, symbol: str, at: datetime | None = None) -> Quote:
-        return quote_at(self.seed, self.universe[symbol], at or self.clock.now(), PROFILE)
+        at = at or self.clock.now()
+        if symbol in self.pinned:
+            bid, last, ask = self.pinned[symbol]
+            return Quote(symbol, bid, ask, last, Decimal(100), Decimal(100), at)
+        return quote_at(self.seed, self.universe[symbol], at, PROFILE)
+
+    def set_price(self, symbol: str, price: Decimal, spread: Decimal = Decimal("0.02")) -> Quote:
+        """Pin `symbol` at `price` (the last trade) with `spread` around it, on the tick, until released;
+        returns the quote (its bid is what a triggered sell stop fills at)."""
+        if symbol not in self.universe:
+            raise KeyError(symbol)
+        bid = PROFILE.round_to_tick(price - spread / 2, ROUND_FLOOR)
+        ask = PROFILE.round_to_tick(price + spread / 2, ROUND_CEILING)
+        self.pinned[symbol] = (bid, PROFILE.round_to_tick(price), max(ask, bid + PROFILE.tick_for(bid)))
+        return self.quote(symbol)
+
+    def release_price(self, symbol: str) -> None:
+        """Let `symbol` follow the simulated model again."""
+        self.pinned.pop(symbol, None)
 
     async def clock_route(self, request: Request) -> Response:
         return JSONResponse(js.clock_json(self.clock.now()))

@@ -40,6 +40,7 @@ class EmuOrder:
     legs: list[str] = field(default_factory=list)
     parent: str | None = None
     pending_cancel_reads: int = 0
+    time_in_force: str = "day"
 
 
 def iso(at: datetime) -> str:
@@ -81,8 +82,8 @@ def order_json(o: EmuOrder, legs: list[dict[str, Any]] | None) -> dict[str, Any]
         "order_type": o.type,
         "type": o.type,
         "side": o.side,
-        "position_intent": f"{o.side}_to_{'open' if o.side == 'buy' else 'close'}",
-        "time_in_force": "day" if o.parent is None else "gtc",
+        "position_intent": f"{o.side}_to_{'close' if o.parent or o.order_class == 'oco' else 'open'}",
+        "time_in_force": o.time_in_force,
         "status": o.status,
         "extended_hours": False,
         "legs": legs,
@@ -121,7 +122,8 @@ def account_json(cash: Decimal, long_value: Decimal, last_equity: Decimal) -> di
 def position_json(symbol: str, qty: Decimal, avg: Decimal, last: Decimal, available: Decimal) -> dict[str, Any]:
     money = {"qty": qty, "qty_available": available, "avg_entry_price": avg, "current_price": last}
     money |= {"market_value": qty * last, "cost_basis": qty * avg, "unrealized_pl": (last - avg) * qty}
-    money |= {"unrealized_plpc": ((last - avg) / avg).quantize(Decimal("0.0001")), "lastday_price": last}
+    money |= {"unrealized_plpc": ((last - avg) / avg * (1 if qty > 0 else -1)).quantize(Decimal("0.0001"))}
+    money |= {"lastday_price": last}
     return {
         "asset_id": asset_id(symbol),
         "symbol": symbol,

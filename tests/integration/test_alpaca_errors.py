@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from catalyst_mcp.brokers.alpaca import open_alpaca
-from catalyst_mcp.domain.enums import OrderType, Side
+from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import BrokerRejected, OperatorNeeded, TemporaryFailure
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.markets.clocks import FixedClock
@@ -166,6 +166,22 @@ async def test_an_order_that_comes_back_without_its_legs_is_cancelled_and_refuse
     [entry] = alpaca.emulator.top_orders()
     assert entry.status == "canceled" and entry.legs == []
     assert any(r.levelno == logging.ERROR and "cat-unprotected" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_entry_without_its_legs_that_filled_before_the_cancel_is_returned_as_alpaca_holds_it(
+    alpaca: Adapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    last = alpaca.emulator.quote("AAPL").last
+    stop, target = (last * Decimal("0.9")).quantize(Decimal("0.01")), (last * Decimal("1.1")).quantize(Decimal("0.01"))
+    alpaca.emulator.drop_legs = True
+
+    order = await alpaca.broker.submit_order(
+        OrderIntent("AAPL", Side.BUY, Decimal(5), OrderType.MARKET, stop_loss=stop, take_profit=target), "cat-bare"
+    )
+
+    # Not a refusal: Alpaca holds the shares, so the book must see them (unprotected, logged for the operator).
+    assert (order.status, order.filled_quantity, order.legs) == (OrderStatus.FILLED, Decimal(5), ())
+    assert any(r.levelno == logging.ERROR and "cat-bare" in r.getMessage() for r in caplog.records)
 
 
 async def test_credentials_never_appear_in_errors_or_logs(

@@ -205,3 +205,16 @@ async def test_an_entry_whose_exit_legs_were_dropped_is_booked_as_the_broker_hol
     assert result["status"] == "filled" and len(stack.emulator.top_orders()) == 1
     assert await stack.book() == stack.at_broker() == {"AAPL": Decimal(10)}
     assert any("without its exit legs" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_order_through_the_server_reads_neither_the_clock_again_nor_fills_of_a_complete_fill(
+    stack: Stack,
+) -> None:
+    stack.emulator.reset_counts()  # start_cycle has read the clock once
+
+    for symbol in ("AAPL", "MSFT", "NVDA"):
+        result = await stack.execute(await stack.approve(symbol, "2"))
+        assert result["status"] == "filled"
+
+    assert stack.emulator.count("/v2/clock") == 0 and stack.emulator.count("/v2/account/activities/{kind}") == 0
+    assert stack.emulator.count("/v2/orders", "POST") == 3
