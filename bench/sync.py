@@ -28,7 +28,6 @@ from catalyst_mcp.reconcile.describe import describe_change, describe_fold, plan
 from catalyst_mcp.reconcile.diff import diff
 from catalyst_mcp.reconcile.plan import SyncPlan
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.execution import lock_book
 from catalyst_mcp.services.runtime import Runtime, open_runtime
 from catalyst_mcp.services.sync import sync_positions
 from catalyst_mcp.store import book_repo, repos
@@ -134,10 +133,9 @@ async def rowwise_sync(rt: Runtime) -> None:
     """The service's steps (broker reads, lock, book, diff, sync_runs row) with the plan applied row by row."""
     snapshot = await rt.broker.get_positions()
     now = rt.clock.now()
-    async with rt.pool.acquire() as conn, conn.transaction():
-        await lock_book(conn, "US")
+    async with rt.lane.hold() as conn, conn.transaction():
         book = await book_repo.open_book(conn, Market.US)
-        plan = diff(book, snapshot, await book_repo.in_flight(conn, Market.US, 0), market=Market.US)
+        plan = diff(book, snapshot, [], market=Market.US)
         sync_id = await repos.insert_sync_run(
             conn,
             cycle_id=None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
 from catalyst_mcp.domain.decimals import floor_to
@@ -88,13 +88,28 @@ def suggest_quantity(s: RiskSnapshot, limits: RiskLimits) -> Decimal | None:
     return qty
 
 
+def _oversold(s: RiskSnapshot, limits: RiskLimits) -> Decimal | None:
+    """A sell beyond the shares available also reads as a short entry to the entry rules (a stop required,
+    …): the shares available are suggested when selling just those passes every rule."""
+    quantity = suggest_quantity(s, limits)
+    if quantity is None or quantity == s.intent.quantity:
+        return None
+    smaller = replace(s, intent=replace(s.intent, quantity=quantity))
+    return quantity if all(rule(smaller, limits).passed for rule in RULES) else None
+
+
 def evaluate(snapshot: RiskSnapshot, limits: RiskLimits) -> RiskDecision:
     """Run every rule; approve only if all pass. A size-only refusal carries a suggested quantity."""
     with localcontext() as ctx:
         ctx.prec = 80  # an absurd quantity is refused by a rule, not by a decimal overflow
         checks = tuple(rule(snapshot, limits) for rule in RULES)
         failed = {c.rule for c in checks if not c.passed}
-        suggestion = suggest_quantity(snapshot, limits) if failed and failed <= SIZE_RULES else None
+        if failed and failed <= SIZE_RULES:
+            suggestion = suggest_quantity(snapshot, limits)
+        elif "long_only" in failed:
+            suggestion = _oversold(snapshot, limits)
+        else:
+            suggestion = None
     return RiskDecision(approved=not failed, checks=checks, suggested_quantity=suggestion)
 
 

@@ -14,7 +14,7 @@ import asyncpg
 
 from catalyst_mcp.domain.decimals import floor_to, plain
 from catalyst_mcp.domain.enums import LegKind, OrderRole, OrderStatus, PositionSide, Side
-from catalyst_mcp.domain.errors import BrokerRejected, CatalystError
+from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.booking import position_of, record_answer, record_unsent
@@ -42,43 +42,60 @@ async def clear_for_exit(
 ) -> Levels:
     """Cancel, at the broker, what holds the shares an exit needs: the position's protective legs and working
     orders on the exit side that are not ours. Our own approved orders stay: they are reservations the exit
-    was judged against. Returns the prices of the legs cancelled (nothing to re-protect when none)."""
+    was judged against. Returns the prices of the legs cancelled (nothing to re-protect when none). When the
+    broker cannot cancel one, the legs already cancelled are replaced and ``TemporaryFailure`` says that
+    nothing was sent."""
     stop: Decimal | None = None
     target: Decimal | None = None
-    working = [w for w in await rt.broker.get_open_orders(exit_order.symbol) if w.side is exit_order.side]
-    if not working:
-        return Levels()
-    known = await orders_repo.by_client_ids(conn, [w.client_order_id for w in working])
-    for w in working:
-        mine = known.get(w.client_order_id)
-        if mine is not None and mine.role in (OrderRole.ENTRY, OrderRole.EXIT):
-            continue
-        final = await rt.broker.cancel_order(w.broker_order_id)
-        if w.leg_kind is LegKind.STOP_LOSS:
-            stop = w.stop_price
-        elif w.leg_kind is LegKind.TAKE_PROFIT or (mine is not None and mine.role is OrderRole.TAKE_PROFIT):
-            target = w.limit_price
-        if mine is not None:
-            await record_answer(rt, conn, mine, final, caller, tool=tool)
-        else:
-            async with conn.transaction():
-                await audit(
-                    conn,
-                    caller,
-                    tool,
-                    {"cancel": w.client_order_id},
-                    f"working order {w.client_order_id} (not ours) {final.status.value} before the exit"
-                    f" {exit_order.client_order_id}",
-                    exit_order.cycle_id,
-                )
+    try:
+        working = [w for w in await rt.broker.get_open_orders(exit_order.symbol) if w.side is exit_order.side]
+        known = await orders_repo.by_client_ids(conn, [w.client_order_id for w in working]) if working else {}
+        for w in working:
+            mine = known.get(w.client_order_id)
+            if mine is not None and mine.role in (OrderRole.ENTRY, OrderRole.EXIT):
+                continue
+            final = await rt.broker.cancel_order(w.broker_order_id)
+            if w.leg_kind is LegKind.STOP_LOSS:
+                stop = w.stop_price
+            elif w.leg_kind is LegKind.TAKE_PROFIT or (mine is not None and mine.role is OrderRole.TAKE_PROFIT):
+                target = w.limit_price
+            if mine is not None:
+                await record_answer(rt, conn, mine, final, caller, tool=tool)
+            else:
+                async with conn.transaction():
+                    await audit(
+                        conn,
+                        caller,
+                        tool,
+                        {"cancel": w.client_order_id},
+                        f"working order {w.client_order_id} (not ours) {final.status.value} before the exit"
+                        f" {exit_order.client_order_id}",
+                        exit_order.cycle_id,
+                    )
+    except CatalystError as exc:
+        cleared = Levels(stop, target)
+        if cleared.any:
+            await reprotect(rt, conn, exit_order.symbol, cleared, caller, tool=tool, ignore=exit_order.order_id)
+        raise TemporaryFailure(
+            f"the orders holding the shares of {exit_order.symbol} could not be cancelled before the exit ({exc});"
+            " nothing was sent: call execute_trade again with the same approval"
+        ) from None
     return Levels(stop, target)
 
 
 async def reprotect(
-    rt: Runtime, conn: asyncpg.Connection, symbol: str, levels: Levels, caller: Caller, *, tool: str
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    symbol: str,
+    levels: Levels,
+    caller: Caller,
+    *,
+    tool: str,
+    ignore: int | None = None,
 ) -> list[OrderRecord]:
-    """Protect the shares of ``symbol`` not already in working exits of ours with new legs at ``levels``
-    (or the position's own levels). A refusal leaves the position unprotected and says so in the audit."""
+    """Protect the shares of ``symbol`` not already in working exits of ours (but ``ignore``, one never sent)
+    with new legs at ``levels`` (or the position's own levels). A refusal leaves the position unprotected and
+    says so in the log and the audit."""
     position = await position_of(conn, rt, symbol)
     if position is None:
         return []
@@ -91,7 +108,7 @@ async def reprotect(
         (
             o.quantity - o.filled_quantity
             for o in await orders_repo.working(conn, rt.profile.market, symbol=symbol)
-            if o.role is OrderRole.EXIT and o.side is exit_side
+            if o.role is OrderRole.EXIT and o.side is exit_side and o.order_id != ignore
         ),
         Decimal(0),
     )

@@ -6,20 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 
 from catalyst_mcp.domain.enums import (
     Market,
-    OrderStatus,
-    OrderType,
     PositionSide,
     Side,
     TradingState,
 )
-from catalyst_mcp.domain.models import Fill, OrderIntent, Position
-from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
+from catalyst_mcp.domain.models import Fill, Position
+from catalyst_mcp.store.records import AuditEntry
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -147,191 +144,6 @@ async def apply_fill_to_book(
         )
     assert updated is not None
     return _position(updated)
-
-
-# --- risk decisions and approvals -----------------------------------------------------------------------
-
-
-async def insert_risk_decision(
-    conn: Conn,
-    *,
-    approval_id: UUID | None,
-    cycle_id: str | None,
-    market: Market,
-    intent: OrderIntent,
-    approved: bool,
-    checks: list[dict[str, Any]],
-    limits_version: str,
-    created_at: datetime,
-    expires_at: datetime | None,
-    reference_price: Decimal | None = None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
-               limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
-               reference_price)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
-        approval_id,
-        cycle_id,
-        market.value,
-        intent.symbol,
-        intent.side.value,
-        intent.quantity,
-        intent.order_type.value,
-        intent.limit_price,
-        intent.stop_loss,
-        intent.take_profit,
-        approved,
-        checks,
-        limits_version,
-        created_at,
-        expires_at,
-        reference_price,
-    )
-
-
-async def lock_approval(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
-    row = await conn.fetchrow("SELECT * FROM risk_decisions WHERE approval_id = $1 FOR UPDATE", approval_id)
-    if row is None:
-        return None
-    intent = OrderIntent(
-        symbol=row["symbol"],
-        side=Side(row["side"]),
-        quantity=row["quantity"],
-        order_type=OrderType(row["order_type"]),
-        limit_price=row["limit_price"],
-        stop_loss=row["stop_loss"],
-        take_profit=row["take_profit"],
-    )
-    return ApprovalRecord(
-        approval_id=row["approval_id"],
-        cycle_id=row["cycle_id"],
-        market=Market(row["market"]),
-        intent=intent,
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        used_at=row["used_at"],
-        limits_version=row["limits_version"],
-        reference_price=row["reference_price"],
-    )
-
-
-async def mark_approval_used(conn: Conn, approval_id: UUID, at: datetime) -> None:
-    await conn.execute("UPDATE risk_decisions SET used_at = $2 WHERE approval_id = $1", approval_id, at)
-
-
-# --- orders ---------------------------------------------------------------------------------------------
-
-
-def _order(row: asyncpg.Record) -> OrderRecord:
-    return OrderRecord(
-        order_id=row["order_id"],
-        client_order_id=row["client_order_id"],
-        approval_id=row["approval_id"],
-        cycle_id=row["cycle_id"],
-        market=Market(row["market"]),
-        symbol=row["symbol"],
-        side=Side(row["side"]),
-        quantity=row["quantity"],
-        order_type=OrderType(row["order_type"]),
-        status=OrderStatus(row["status"]),
-        broker_order_id=row["broker_order_id"],
-        filled_quantity=row["filled_quantity"],
-        avg_fill_price=row["avg_fill_price"],
-        reject_reason=row["reject_reason"],
-    )
-
-
-async def insert_order(
-    conn: Conn,
-    *,
-    client_order_id: str,
-    approval: ApprovalRecord,
-    cycle_id: str | None,
-    broker: str,
-    at: datetime,
-) -> OrderRecord:
-    i = approval.intent
-    row = await conn.fetchrow(
-        """INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
-               order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at, reference_price)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14) RETURNING *""",
-        client_order_id,
-        approval.approval_id,
-        cycle_id,
-        approval.market.value,
-        broker,
-        i.symbol,
-        i.side.value,
-        i.quantity,
-        i.order_type.value,
-        i.limit_price,
-        i.stop_loss,
-        i.take_profit,
-        at,
-        approval.reference_price,
-    )
-    assert row is not None
-    return _order(row)
-
-
-async def order_by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
-    row = await conn.fetchrow("SELECT * FROM orders WHERE approval_id = $1", approval_id)
-    return None if row is None else _order(row)
-
-
-async def order_by_client_id(conn: Conn, client_order_id: str) -> OrderRecord | None:
-    row = await conn.fetchrow("SELECT * FROM orders WHERE client_order_id = $1", client_order_id)
-    return None if row is None else _order(row)
-
-
-async def lock_order(conn: Conn, order_id: int) -> OrderRecord:
-    row = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
-    assert row is not None
-    return _order(row)
-
-
-async def update_order(
-    conn: Conn,
-    order_id: int,
-    *,
-    status: OrderStatus,
-    broker_order_id: str | None,
-    filled_quantity: Decimal,
-    avg_fill_price: Decimal | None,
-    reject_reason: str | None,
-    at: datetime,
-) -> OrderRecord:
-    row = await conn.fetchrow(
-        """UPDATE orders SET status = $2, broker_order_id = COALESCE($3, broker_order_id),
-                  filled_quantity = $4, avg_fill_price = $5, reject_reason = $6, updated_at = $7
-           WHERE order_id = $1 RETURNING *""",
-        order_id,
-        status.value,
-        broker_order_id,
-        filled_quantity,
-        avg_fill_price,
-        reject_reason,
-        at,
-    )
-    assert row is not None
-    return _order(row)
-
-
-async def insert_fill(conn: Conn, order_id: int, fill: Fill) -> bool:
-    """Record a fill once; returns False when it was already recorded."""
-    result = await conn.execute(
-        """INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fill_id) DO NOTHING""",
-        fill.fill_id,
-        order_id,
-        fill.symbol,
-        fill.side.value,
-        fill.quantity,
-        fill.price,
-        fill.at,
-    )
-    return str(result).endswith(" 1")
 
 
 # --- sync runs, decisions, audit --------------------------------------------------------------------------

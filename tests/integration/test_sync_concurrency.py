@@ -1,5 +1,5 @@
-"""A sync and the order path never interleave on one book: the sync holds the book lock for its whole
-diff-and-apply, fills wait for it, and whatever ran concurrently, the book ends equal to the broker."""
+"""A sync and the order path never interleave on one book: the sync holds the market's execution lane for its
+whole read-diff-apply, fills wait for it, and whatever ran concurrently, the book ends equal to the broker."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
+import functools
+
 import anyio
 import pytest
 from mcp import Client
 
+from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.execution import lock_book
 from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.sync import SyncResult, sync_positions
+from catalyst_mcp.store.lane import Lane
+from catalyst_mcp.store.migrate import connect
 
 D = Decimal
 SYMBOLS = ("AAPL", "KO", "JPM", "MSFT", "NVDA")
@@ -37,31 +41,35 @@ async def broker(rt: Runtime) -> dict[str, Decimal]:
     return {p.symbol: p.quantity for p in await rt.broker.get_positions()}
 
 
-async def test_a_sync_waits_for_the_book_lock_and_then_sees_what_its_holder_committed(runtime: Runtime) -> None:
-    await cast(SimExchange, runtime.broker).set_external_position("KO", D(5), D("60"))
+async def test_a_sync_waits_for_the_lane_held_by_another_process_and_then_sees_what_it_committed(
+    runtime: Runtime, database_url: str
+) -> None:
+    await SimControls(cast(SimExchange, runtime.broker)).set_position("KO", D(5), D("60"))
+    other_process = Lane(runtime.profile.market, functools.partial(connect, database_url))
     results: list[SyncResult] = []
-    async with runtime.pool.acquire() as holder:
-        tx = holder.transaction()
-        await tx.start()
-        await lock_book(holder, runtime.profile.market.value)
-        # As a fill being applied would: the position appears while the lock is held.
-        await holder.execute(
-            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
-               VALUES ('US', 'KO', 'long', 5, 60, now(), now())"""
-        )
-        async with anyio.create_task_group() as tg:
 
-            async def run() -> None:
-                results.append(await sync(runtime))
+    async def run() -> None:
+        results.append(await sync(runtime))
 
-            tg.start_soon(run)
-            with anyio.fail_after(10):  # until the sync is queued behind the lock (no sleeping: each poll is a query)
-                while not await holder.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                ):
-                    await anyio.lowlevel.checkpoint()
-            assert results == []
-            await tx.commit()
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                async with other_process.hold() as holder:
+                    # As a fill being booked would: the position appears while the lane is held.
+                    await holder.execute(
+                        """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at,
+                                                  updated_at)
+                           VALUES ('US', 'KO', 'long', 5, 60, now(), now())"""
+                    )
+                    tg.start_soon(run)
+                    # Until the sync waits at the lock (each poll is a query: no sleeping).
+                    while not await holder.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ):
+                        await anyio.lowlevel.checkpoint()
+                    assert results == []
+    finally:
+        await other_process.close()
     (result,) = results
     assert result.plan.is_empty and not result.changes_made  # it saw KO: nothing missing, nothing duplicated
     assert await book(runtime) == {"KO": D(5)}
@@ -83,7 +91,7 @@ async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
 async def test_syncs_running_during_executions_never_correct_the_book_and_it_ends_equal_to_the_broker(
     client: Client, runtime: Runtime, clock: FixedClock
 ) -> None:
-    await cast(SimExchange, runtime.broker).set_external_position("XOM", D(7), D("115"))
+    await SimControls(cast(SimExchange, runtime.broker)).set_position("XOM", D(7), D("115"))
     await sync(runtime)  # XOM is now in the book; everything after this comes from fills
     approvals = []
     for symbol in SYMBOLS:
