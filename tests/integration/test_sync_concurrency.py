@@ -3,12 +3,11 @@ whole read-diff-apply, fills wait for it, and whatever ran concurrently, the boo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
-
-import functools
 
 import anyio
 import pytest
@@ -53,21 +52,20 @@ async def test_a_sync_waits_for_the_lane_held_by_another_process_and_then_sees_w
 
     try:
         with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                async with other_process.hold() as holder:
-                    # As a fill being booked would: the position appears while the lane is held.
-                    await holder.execute(
-                        """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at,
+            async with anyio.create_task_group() as tg, other_process.hold() as holder:
+                # As a fill being booked would: the position appears while the lane is held.
+                await holder.execute(
+                    """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at,
                                                   updated_at)
                            VALUES ('US', 'KO', 'long', 5, 60, now(), now())"""
-                    )
-                    tg.start_soon(run)
-                    # Until the sync waits at the lock (each poll is a query: no sleeping).
-                    while not await holder.fetchval(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                    ):
-                        await anyio.lowlevel.checkpoint()
-                    assert results == []
+                )
+                tg.start_soon(run)
+                # Until the sync waits at the lock (each poll is a query: no sleeping).
+                while not await holder.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ):
+                    await anyio.lowlevel.checkpoint()
+                assert results == []
     finally:
         await other_process.close()
     (result,) = results
