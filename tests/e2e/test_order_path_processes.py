@@ -191,11 +191,8 @@ async def test_concurrent_sells_of_one_position_over_two_processes_send_one_orde
         decisions: list[dict[str, Any]] = []
 
         async def check(i: int) -> None:
-            decisions.append(
-                await call(
-                    servers.urls[i % 2], "check_risk", symbol="AAPL", side="sell", quantity="10", order_type="market"
-                )  # fmt: skip
-            )
+            args = {"symbol": "AAPL", "side": "sell", "quantity": "10", "order_type": "market"}
+            decisions.append(await call(servers.urls[i % 2], "check_risk", **args))
 
         with anyio.fail_after(WAIT_S):
             async with anyio.create_task_group() as tg:
