@@ -43,6 +43,17 @@ HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
 SYMBOL = "AAPL"
 SCRIPT = Path(__file__).resolve()
+# Every approval is a reservation until it expires: the same buy checked hundreds of times in a row must not run
+# into the pace, duplicate, position or buying-power limits, and the approvals outstanding stay few (1 s TTL).
+LIMITS = {
+    "CATALYST_RISK__DUPLICATE_WINDOW_SECONDS": "0",
+    "CATALYST_RISK__MAX_ORDERS_PER_MINUTE": "100000000",
+    "CATALYST_RISK__MAX_TRADES_PER_DAY": "100000000",
+    "CATALYST_RISK__MAX_POSITION_VALUE": "1000000000000",
+    "CATALYST_RISK__MAX_POSITION_PCT_OF_EQUITY": "100",
+    "CATALYST_RISK__APPROVAL_TTL_SECONDS": "1",
+    "CATALYST_SIM_STARTING_CASH": "1000000000000",
+}
 
 
 class NoopOut(BaseModel):
@@ -118,6 +129,7 @@ async def measure(client: Client, transport: str, calls: int, warmup: int) -> li
 
 
 async def in_process(database_url: str, calls: int, warmup: int) -> list[Row]:
+    os.environ.update(LIMITS)
     settings = load_settings(database_url=database_url, log_level="WARNING")
     async with open_runtime(settings) as rt, Client(with_noop(build_server(settings, runtime=rt))) as client:
         return await measure(client, "in-process", calls, warmup)
@@ -151,7 +163,7 @@ def wait_for_url(proc: subprocess.Popen[str]) -> str:
 
 def start_server(database_url: str) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
-    env |= {"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING"}
+    env |= {"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING", **LIMITS}
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--serve"],
         env=env,

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from mcp import Client
 
+from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
+from catalyst_mcp.domain.enums import OrderRole
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos
+from catalyst_mcp.store import approvals_repo, orders_repo
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Book, Tools
@@ -42,6 +44,11 @@ async def resting_buy(tools: Tools, clock: FixedClock, symbol: str = "KO", quant
     return placed
 
 
+def approved(listing: dict[str, Any]) -> list[int]:
+    """The ids of the approved orders (entries and exits) of a get_orders answer, protective legs left out."""
+    return [o["order_id"] for o in listing["orders"] if o["role"] in ("entry", "exit")]
+
+
 async def test_the_order_tools_declare_their_hints_and_output_schemas(client: Client) -> None:
     listed = {t.name: t for t in (await client.list_tools()).tools}
     for name, hints in HINTS.items():
@@ -59,23 +66,23 @@ async def test_the_order_tools_declare_their_hints_and_output_schemas(client: Cl
 async def test_get_orders_lists_filled_and_open_orders_with_their_fills(
     tools: Tools, clock: FixedClock, runtime: Runtime
 ) -> None:
-    cycle_id = await tools.start_cycle()
+    cycle_id = await tools.start_cycle(agent_id="other_agent")  # the resting buy is placed outside any cycle
     bought = await tools.buy(cycle_id, "AAPL", "10")
     resting = await resting_buy(tools, clock)
 
     everything = await tools.ok("get_orders", {})
-    assert [o["order_id"] for o in everything["orders"]] == [resting["order_id"], bought["order_id"]]
+    assert approved(everything) == [resting["order_id"], bought["order_id"]]
     assert everything["truncated"] is False
+    legs = [o for o in everything["orders"] if o["role"] == "stop_loss"]
+    assert sorted(o["parent_order_id"] for o in legs) == sorted([resting["order_id"], bought["order_id"]])
     (filled,) = (await tools.ok("get_orders", {"status": "filled", "symbol": "aapl"}))["orders"]
     assert set(filled) >= ORDER_KEYS
-    assert filled["status"] == "filled" and filled["cycle_id"] == cycle_id
+    assert filled["status"] == "filled" and filled["cycle_id"] == cycle_id and filled["role"] == "entry"
     (fill,) = filled["fills"]
     assert fill["quantity"] == "10" and fill["price"] == bought["avg_fill_price"] and fill["side"] == "buy"
-    (working,) = (await tools.ok("get_orders", {"status": "open"}))["orders"]
-    assert working["order_id"] == resting["order_id"] and working["fills"] == []
-    assert [o["order_id"] for o in (await tools.ok("get_orders", {"cycle_id": cycle_id}))["orders"]] == [
-        bought["order_id"]
-    ]
+    working = await tools.ok("get_orders", {"status": "open"})
+    assert approved(working) == [resting["order_id"]]
+    assert approved(await tools.ok("get_orders", {"cycle_id": cycle_id})) == [bought["order_id"]]
     assert (await tools.ok("get_orders", {"status": "cancelled"}))["orders"] == []
 
 
@@ -96,19 +103,20 @@ async def test_cancel_order_cancels_a_working_order_at_the_broker_and_records_it
 
     assert result["cancelled"] is True and result["reason"] is None
     assert result["order"]["status"] == "cancelled"
-    assert await book.value("SELECT status FROM sim.orders") == "cancelled"
+    sent = "SELECT status FROM sim.orders WHERE client_order_id = $1"
+    assert await book.value(sent, resting["client_order_id"]) == "cancelled"
     outcome = await book.value("SELECT outcome FROM audit_events WHERE tool = 'cancel_order'")
     assert resting["client_order_id"] in outcome and "cancelled" in outcome
     again = await tools.ok("cancel_order", {"order_id": resting["order_id"]})
     assert again["cancelled"] is False and "already cancelled" in again["reason"]
-    assert (await tools.ok("get_orders", {"status": "open"}))["orders"] == []
+    assert approved(await tools.ok("get_orders", {"status": "open"})) == []
 
 
 async def test_cancelling_a_partly_filled_order_keeps_its_fill_in_the_book(
     tools: Tools, book: Book, clock: FixedClock, runtime: Runtime
 ) -> None:
     resting = await resting_buy(tools, clock)
-    await sim(runtime).fill_working_order(resting["client_order_id"], D(4), D("60.5"))
+    await SimControls(sim(runtime)).fill(resting["client_order_id"], D(4), D("60.5"))
 
     result = await tools.ok("cancel_order", {"order_id": resting["order_id"]})
 
@@ -134,12 +142,12 @@ async def test_a_broker_failure_during_cancel_is_a_tool_error_and_the_order_stay
     tools: Tools, book: Book, clock: FixedClock, runtime: Runtime
 ) -> None:
     resting = await resting_buy(tools, clock)
-    await sim(runtime).inject_fault("cancel_order", "error", times=1)
+    await SimControls(sim(runtime)).fault("cancel", "error", times=1)
 
     text = await tools.error("cancel_order", {"order_id": resting["order_id"]})
 
-    assert "unavailable" in text
-    assert await book.value("SELECT status FROM orders") == "accepted"
+    assert "cancel" in text
+    assert await book.value("SELECT status FROM orders WHERE order_id = $1", resting["order_id"]) == "accepted"
     assert (await tools.ok("cancel_order", {"order_id": resting["order_id"]}))["cancelled"] is True
 
 
@@ -148,17 +156,17 @@ async def test_an_order_recorded_but_never_sent_is_cancelled_here_and_can_never_
 ) -> None:
     decision = await tools.approve(None, "AAPL", "5")
     async with runtime.pool.acquire() as conn:  # as if execute_trade stopped between recording and sending
-        approval = await repos.lock_approval(conn, uuid.UUID(decision["approval_id"]))
+        approval = await approvals_repo.get(conn, uuid.UUID(decision["approval_id"]))
         assert approval is not None
-        order = await repos.insert_order(
+        order = await orders_repo.insert_order(
             conn,
             client_order_id=f"cat-{approval.approval_id.hex}",
             approval=approval,
-            cycle_id=None,
+            role=OrderRole.ENTRY,
             broker="sim",
             at=runtime.clock.now(),
         )
-        await repos.mark_approval_used(conn, approval.approval_id, runtime.clock.now())
+        await approvals_repo.mark_used(conn, approval.approval_id, runtime.clock.now())
 
     result = await tools.ok("cancel_order", {"order_id": order.order_id})
 
@@ -182,4 +190,8 @@ async def test_a_closed_position_records_its_realised_pnl_from_its_fills(tools: 
     assert closed["status"] == "closed" and closed["close_reason"] == "fill"
     assert closed["realized_pnl"] == expected != 0
     orders = (await tools.ok("get_orders", {"symbol": "AAPL"}))["orders"]
-    assert [(o["side"], o["status"]) for o in orders] == [("sell", "filled"), ("buy", "filled")]
+    assert [(o["side"], o["status"]) for o in orders if o["role"] != "stop_loss"] == [
+        ("sell", "filled"),
+        ("buy", "filled"),
+    ]
+    assert [o["status"] for o in orders if o["role"] == "stop_loss"] == ["cancelled"]

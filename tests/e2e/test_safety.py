@@ -6,12 +6,14 @@ import uuid
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import pytest
 from mcp import Client
 
+from catalyst_mcp.brokers.sim_controls import SimControls
+from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services.runtime import Runtime
 
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 UNKNOWN_CYCLE = "us_20261125_100000_abcdef"  # well-formed, never started
+# Approved orders, ours and at the broker: the protective legs each entry goes with are counted apart.
+ENTRIES = "SELECT count(*) FROM orders WHERE role IN ('entry', 'exit')"
+SENT_ENTRIES = "SELECT count(*) FROM sim.orders WHERE parent_id IS NULL"
 
 
 async def approval_unused(book: Book, approval_id: str) -> bool:
@@ -143,7 +148,7 @@ async def test_the_order_sent_to_the_broker_is_exactly_the_approved_intent(tools
     executed = await tools.ok("execute_trade", {"approval_id": decision["approval_id"], "cycle_id": cycle_id})
 
     assert executed["status"] == "filled"
-    (sent,) = await book.rows("SELECT * FROM sim.orders")
+    (sent,) = await book.rows("SELECT * FROM sim.orders WHERE parent_id IS NULL")
     assert sent["client_order_id"] == executed["client_order_id"]
     assert sent["broker_order_id"] == executed["broker_order_id"]
     assert (sent["symbol"], sent["side"], sent["quantity"], sent["order_type"], sent["limit_price"]) == (
@@ -153,9 +158,17 @@ async def test_the_order_sent_to_the_broker_is_exactly_the_approved_intent(tools
         "limit",
         Decimal(limit),
     )
-    (recorded,) = await book.rows("SELECT * FROM orders")
+    (recorded,) = await book.rows("SELECT * FROM orders WHERE role = 'entry'")
     assert (recorded["stop_loss"], recorded["take_profit"]) == (Decimal(stop), Decimal(target))
-    assert executed["position"]["take_profit"] == target
+    assert Decimal(executed["position"]["take_profit"]) == Decimal(target)
+    # The approved exits went with it, as protective legs working at the broker.
+    legs = await book.rows(
+        "SELECT order_type, stop_price, limit_price, quantity FROM sim.orders WHERE parent_id IS NOT NULL"
+    )
+    assert sorted((r["order_type"], r["stop_price"] or r["limit_price"], r["quantity"]) for r in legs) == [
+        ("limit", Decimal(target), Decimal(7)),
+        ("stop", Decimal(stop), Decimal(7)),
+    ]
 
 
 # --- one approval, one broker order (invariant 2) -------------------------------------------------------
@@ -172,8 +185,8 @@ async def test_executing_the_same_approval_twice_replays_the_first_order(tools: 
     assert first["replayed"] is False and second["replayed"] is True
     for key in ("order_id", "client_order_id", "broker_order_id", "status", "filled_quantity", "avg_fill_price"):
         assert second[key] == first[key], key
-    assert await book.value("SELECT count(*) FROM orders") == 1
-    assert await book.value("SELECT count(*) FROM sim.orders") == 1
+    assert await book.value(ENTRIES) == 1
+    assert await book.value(SENT_ENTRIES) == 1
     assert await book.value("SELECT count(*) FROM fills") == 1
     assert await book.open_positions() == {"AAPL": Decimal(10)}
     assert await book.broker_positions() == {"AAPL": Decimal(10)}
@@ -205,8 +218,8 @@ async def test_executing_one_approval_concurrently_sends_one_order_and_applies_o
     outcomes = [r.structured_content for r in results]
     assert {o["order_id"] for o in outcomes} == {outcomes[0]["order_id"]}
     assert sorted(o["replayed"] for o in outcomes) == [False, True, True, True, True]
-    assert await book.value("SELECT count(*) FROM sim.orders") == 1
-    assert await book.value("SELECT count(*) FROM orders") == 1
+    assert await book.value(SENT_ENTRIES) == 1
+    assert await book.value(ENTRIES) == 1
     assert await book.value("SELECT count(*) FROM fills") == 1
     assert await book.open_positions() == {"AAPL": Decimal(10)}
     assert await book.broker_positions() == {"AAPL": Decimal(10)}
@@ -258,7 +271,8 @@ async def test_after_a_filled_buy_the_book_position_equals_the_fill(tools: Tools
 
 async def test_sync_closes_a_phantom_the_broker_no_longer_holds(tools: Tools, book: Book, runtime: Runtime) -> None:
     await tools.buy(None, "AAPL", "10")
-    await runtime.broker.set_external_position("AAPL", Decimal(0), Decimal(0))  # type: ignore[attr-defined]
+    await tools.buy(None, "KO", "5")  # still held: one position of two gone is no outage
+    await SimControls(cast(SimExchange, runtime.broker)).set_position("AAPL", Decimal(0), Decimal(0))
 
     result = await tools.ok("sync_positions", {})
 
@@ -266,16 +280,16 @@ async def test_sync_closes_a_phantom_the_broker_no_longer_holds(tools: Tools, bo
     assert result["missing_added"] == [] and result["quantity_updated"] == []
     assert result["changes_made"] is True and result["refused"] is None and result["dry_run"] is False
     assert any("AAPL" in d for d in result["details"])
-    assert await book.open_positions() == {}
+    assert await book.open_positions() == {"KO": Decimal(5)}
     (closed,) = await book.rows("SELECT status, close_reason FROM positions WHERE symbol = 'AAPL'")
     assert closed["status"] == "closed" and "sync" in closed["close_reason"]
-    assert (await tools.ok("get_portfolio", {}))["positions"] == []
+    assert [p["symbol"] for p in (await tools.ok("get_portfolio", {}))["positions"]] == ["KO"]
 
 
 async def test_sync_adds_a_position_the_broker_holds_and_the_book_lacks(
     tools: Tools, book: Book, runtime: Runtime
 ) -> None:
-    await runtime.broker.set_external_position("MSFT", Decimal(5), Decimal("401.25"))  # type: ignore[attr-defined]
+    await SimControls(cast(SimExchange, runtime.broker)).set_position("MSFT", Decimal(5), Decimal("401.25"))
 
     result = await tools.ok("sync_positions", {})
 
@@ -294,7 +308,7 @@ async def test_sync_adds_a_position_the_broker_holds_and_the_book_lacks(
 
 async def test_sync_takes_the_brokers_quantity_when_they_disagree(tools: Tools, book: Book, runtime: Runtime) -> None:
     executed = await tools.buy(None, "AAPL", "10")
-    await runtime.broker.set_external_position(  # type: ignore[attr-defined]
+    await SimControls(cast(SimExchange, runtime.broker)).set_position(
         "AAPL", Decimal(7), Decimal(executed["avg_fill_price"])
     )
 
@@ -311,10 +325,10 @@ async def test_a_dry_run_reports_the_plan_and_changes_nothing_and_a_second_sync_
 ) -> None:
     await tools.buy(None, "AAPL", "10")
     await tools.buy(None, "KO", "20")
-    broker = runtime.broker
-    await broker.set_external_position("AAPL", Decimal(0), Decimal(0))  # type: ignore[attr-defined]
-    await broker.set_external_position("KO", Decimal(15), Decimal("60"))  # type: ignore[attr-defined]
-    await broker.set_external_position("MSFT", Decimal(3), Decimal("400"))  # type: ignore[attr-defined]
+    broker = SimControls(cast(SimExchange, runtime.broker))
+    await broker.set_position("AAPL", Decimal(0), Decimal(0))
+    await broker.set_position("KO", Decimal(15), Decimal("60"))
+    await broker.set_position("MSFT", Decimal(3), Decimal("400"))
     positions_before = await book.rows("SELECT * FROM positions ORDER BY position_id")
 
     preview = await tools.ok("sync_positions", {"dry_run": True})
@@ -343,14 +357,14 @@ async def test_a_dry_run_reports_the_plan_and_changes_nothing_and_a_second_sync_
 async def test_a_broker_reporting_no_positions_for_a_book_of_four_is_refused_unless_forced(
     tools: Tools, book: Book, runtime: Runtime
 ) -> None:
-    broker = runtime.broker
+    broker = SimControls(cast(SimExchange, runtime.broker))
     held = {"AAPL": Decimal(10), "JPM": Decimal(4), "KO": Decimal(30), "MSFT": Decimal(2)}
     for symbol, quantity in held.items():
-        await broker.set_external_position(symbol, quantity, Decimal("100"))  # type: ignore[attr-defined]
+        await broker.set_position(symbol, quantity, Decimal("100"))
     assert (await tools.ok("sync_positions", {}))["missing_added"] == sorted(held)
     assert await book.open_positions() == held
     for symbol in held:
-        await broker.set_external_position(symbol, Decimal(0), Decimal(0))  # type: ignore[attr-defined]
+        await broker.set_position(symbol, Decimal(0), Decimal(0))
     positions_before = await book.rows("SELECT * FROM positions ORDER BY position_id")
 
     refused = await tools.ok("sync_positions", {})

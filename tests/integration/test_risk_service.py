@@ -10,14 +10,18 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from catalyst_mcp.brokers.sim_controls import SimControls
+from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.decimals import plain
+from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
+from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services.runtime import Runtime, open_runtime
@@ -191,7 +195,7 @@ async def test_no_entries_while_the_last_sync_was_refused_as_an_outage_but_exits
         for symbol in ("AAPL", "MSFT", "NVDA", "AMZN"):
             await t.buy(symbol, "1")
         for symbol in ("AAPL", "MSFT", "NVDA"):  # the broker "forgets" three of four: a probable outage
-            await t.rt.broker.set_external_position(symbol, D(0), D(0))  # type: ignore[attr-defined]
+            await SimControls(cast(SimExchange, t.rt.broker)).set_position(symbol, D(0), D(0))
         sync = await t.ok("sync_positions")
         assert sync["refused"] and sync["changes_made"] is False
 
@@ -279,63 +283,59 @@ async def test_a_price_that_stays_inside_the_collar_executes(database_url: str, 
         assert result["status"] == "filled"
 
 
-async def test_two_buy_approvals_made_before_either_executes_cannot_together_exceed_the_position_limit(
+async def test_a_second_buy_approval_that_together_with_the_first_exceeds_the_position_limit_is_refused(
     database_url: str, clock: FixedClock
 ) -> None:
-    async with trading(make_settings(database_url), clock) as t:
+    async with trading(make_settings(database_url, risk={"duplicate_window_seconds": 0}), clock) as t:
         ask = D((await t.ok("get_quote", {"symbol": "AAPL"}))["ask"])
         quantity = str(int(D(15000) / ask))  # each about 15000: inside 25000 and 20 % of 100000; both: not
         first = await t.approve_buy("AAPL", quantity)
-        second = await t.approve_buy("AAPL", quantity)
-        assert (await t.ok("execute_trade", {"approval_id": first["approval_id"]}))["status"] == "filled"
-        before = await t.order_counts()
 
-        result = await t.ok("execute_trade", {"approval_id": second["approval_id"]})
-        assert result["status"] == "rejected" and await t.order_counts() == before
+        second = await t.refused_buy("AAPL", quantity)
+
+        assert "max_position_value" in failed_rules(second) or "concentration" in failed_rules(second)
+        assert (await t.ok("execute_trade", {"approval_id": first["approval_id"]}))["status"] == "filled"
         value = await t.value("SELECT quantity * avg_entry_price FROM positions WHERE status = 'open'")
         assert value <= 25000
 
 
-async def test_two_sell_approvals_for_the_same_shares_send_only_one_order(database_url: str, clock: FixedClock) -> None:
-    async with trading(make_settings(database_url), clock) as t:
+async def test_a_second_sell_approval_for_the_same_shares_is_refused(database_url: str, clock: FixedClock) -> None:
+    async with trading(make_settings(database_url, risk={"duplicate_window_seconds": 0}), clock) as t:
         await t.buy("AAPL", "10")
         first = await t.check("AAPL", "sell", "10")
         second = await t.check("AAPL", "sell", "10")
-        assert first["approved"] is True and second["approved"] is True
+        assert first["approved"] is True and second["approved"] is False
+        assert "already in working or approved sells" in " ".join(second["reasons"])
         assert (await t.ok("execute_trade", {"approval_id": first["approval_id"]}))["status"] == "filled"
-        before = await t.order_counts()
-
-        result = await t.ok("execute_trade", {"approval_id": second["approval_id"]})
-        assert result["status"] == "rejected" and result["order_id"] is None
-        assert "short selling is not allowed" in (result["reason"] or "")
-        assert await t.order_counts() == before
+        assert await t.value("SELECT count(*) FROM sim.orders WHERE side = 'sell' AND parent_id IS NULL") == 1
 
 
-# --- stale orders before an exit -----------------------------------------------------------------------------
+# --- what holds the shares an exit needs ----------------------------------------------------------------------
 
 
-async def test_a_resting_limit_sell_is_cancelled_before_an_exit_sell_of_the_same_symbol(
+async def test_a_working_sell_that_is_not_ours_is_cancelled_before_an_exit_of_the_same_symbol(
     database_url: str, clock: FixedClock
 ) -> None:
     async with trading(make_settings(database_url), clock) as t:
         await t.buy("AAPL", "10")
         quote = await t.ok("get_quote", {"symbol": "AAPL"})
-        mid = (D(quote["bid"]) + D(quote["ask"])) / 2
-        far_above = plain((mid * D("1.04")).quantize(D("0.01")))  # inside the 5 % collar, far above the bid
-        resting = await t.check("AAPL", "sell", "5", order_type="limit", limit_price=far_above)
-        assert resting["approved"] is True, resting["reasons"]
-        working = await t.ok("execute_trade", {"approval_id": resting["approval_id"]})
-        assert working["status"] == "accepted", working
+        far_above = (D(quote["ask"]) * D("1.04")).quantize(D("0.01"))
+        elsewhere = OrderIntent("AAPL", Side.SELL, D(5), OrderType.LIMIT, limit_price=far_above)
+        # The stop leg holds the ten shares; cancel it so the order placed elsewhere fits, as a person might.
+        (leg,) = [o for o in await t.rt.broker.get_open_orders("AAPL")]
+        await t.rt.broker.cancel_order(leg.broker_order_id)
+        placed = await t.rt.broker.submit_order(elsewhere, "placed-by-hand-1")
+        assert placed.status is OrderStatus.ACCEPTED
 
-        clock.advance(timedelta(seconds=61))  # past the duplicate-order window for sells of AAPL
         exit_ = await t.check("AAPL", "sell", "10")
         assert exit_["approved"] is True, exit_["reasons"]
         sold = await t.ok("execute_trade", {"approval_id": exit_["approval_id"]})
 
         assert sold["status"] == "filled" and sold["filled_quantity"] == "10"
-        ours = await t.value("SELECT status FROM orders WHERE client_order_id = $1", working["client_order_id"])
-        broker = await t.value("SELECT status FROM sim.orders WHERE client_order_id = $1", working["client_order_id"])
-        assert (ours, broker) == ("cancelled", "cancelled")
+        status = "SELECT status FROM sim.orders WHERE client_order_id = 'placed-by-hand-1'"
+        assert await t.value(status) == "cancelled"
+        outcomes = [r["outcome"] for r in await t.rows("SELECT outcome FROM audit_events WHERE tool = 'execute_trade'")]
+        assert any("placed-by-hand-1 (not ours) cancelled" in o for o in outcomes)
         assert await t.value("SELECT count(*) FROM positions WHERE status = 'open'") == 0
         assert await t.value("SELECT count(*) FROM sim.positions WHERE quantity <> 0") == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide
 from catalyst_mcp.reconcile.diff import PHANTOM_REASON, SIDE_REASON, diff
@@ -62,6 +63,8 @@ async def counts(rt: Runtime) -> dict[str, int]:
 
 async def test_a_phantom_is_closed_with_a_reason_and_no_invented_pnl(runtime: Runtime) -> None:
     pid = await put_book(runtime, "AAPL", "60", avg="190")
+    await put_book(runtime, "KO", "5")  # still held: closing one position of two is not an outage
+    await SimControls(sim(runtime)).set_position("KO", D(5), D(100))
 
     result = await sync(runtime)
 
@@ -73,7 +76,7 @@ async def test_a_phantom_is_closed_with_a_reason_and_no_invented_pnl(runtime: Ru
 
 
 async def test_a_missing_position_is_added_at_the_brokers_price(runtime: Runtime) -> None:
-    await sim(runtime).set_external_position("MSFT", D(5), D("401.25"))
+    await SimControls(sim(runtime)).set_position("MSFT", D(5), D("401.25"))
     result = await sync(runtime)
     assert await book(runtime) == {"MSFT": ("long", D(5), D("401.25"))}
     assert result.plan.changes[0].kind == "missing"
@@ -81,7 +84,7 @@ async def test_a_missing_position_is_added_at_the_brokers_price(runtime: Runtime
 
 async def test_a_quantity_mismatch_takes_the_brokers_quantity_and_price_on_the_same_row(runtime: Runtime) -> None:
     pid = await put_book(runtime, "KO", "60", avg="62")
-    await sim(runtime).set_external_position("KO", D(34), D("61.5"))
+    await SimControls(sim(runtime)).set_position("KO", D(34), D("61.5"))
 
     await sync(runtime)
 
@@ -91,7 +94,7 @@ async def test_a_quantity_mismatch_takes_the_brokers_quantity_and_price_on_the_s
 
 async def test_a_side_mismatch_closes_the_long_and_opens_the_brokers_short(runtime: Runtime) -> None:
     pid = await put_book(runtime, "TSLA", "10", avg="250")
-    await sim(runtime).set_external_position("TSLA", D(-10), D("251"))
+    await SimControls(sim(runtime)).set_position("TSLA", D(-10), D("251"))
 
     result = await sync(runtime)
 
@@ -106,8 +109,8 @@ async def test_an_average_price_drift_beyond_the_tolerance_is_corrected_and_with
 ) -> None:
     await put_book(runtime, "JPM", "4", avg="200")
     await put_book(runtime, "KO", "30", avg="62.00")
-    await sim(runtime).set_external_position("JPM", D(4), D("201"))  # 50 bp apart
-    await sim(runtime).set_external_position("KO", D(30), D("62.0001"))  # well within 1 bp
+    await SimControls(sim(runtime)).set_position("JPM", D(4), D("201"))  # 50 bp apart
+    await SimControls(sim(runtime)).set_position("KO", D(30), D("62.0001"))  # well within 1 bp
 
     result = await sync(runtime)
 
@@ -118,8 +121,8 @@ async def test_an_average_price_drift_beyond_the_tolerance_is_corrected_and_with
 
 async def test_fractional_positions_are_taken_exactly_and_a_second_sync_is_a_no_op(runtime: Runtime) -> None:
     await put_book(runtime, "NVDA", "0.5", avg="120")
-    await sim(runtime).set_external_position("NVDA", D("0.4999"), D("120"))
-    await sim(runtime).set_external_position("AMZN", D("0.125"), D("185"))
+    await SimControls(sim(runtime)).set_position("NVDA", D("0.4999"), D("120"))
+    await SimControls(sim(runtime)).set_position("AMZN", D("0.125"), D("185"))
 
     await sync(runtime)
     again = await sync(runtime)
@@ -131,7 +134,7 @@ async def test_fractional_positions_are_taken_exactly_and_a_second_sync_is_a_no_
 async def test_two_book_rows_under_two_spellings_are_folded_into_one_and_reported(runtime: Runtime) -> None:
     keep = await put_book(runtime, "BRK.B", "3", avg="420")
     other = await put_book(runtime, "BRK-B", "2", avg="425")
-    await sim(runtime).set_external_position("BRK.B", D(5), D("422"))
+    await SimControls(sim(runtime)).set_position("BRK.B", D(5), D("422"))
 
     result = await sync(runtime)
 
@@ -144,8 +147,8 @@ async def test_two_book_rows_under_two_spellings_are_folded_into_one_and_reporte
 
 
 async def test_a_broker_reporting_one_symbol_under_two_spellings_counts_it_once(runtime: Runtime) -> None:
-    await sim(runtime).set_external_position("BRK.B", D(3), D("420"))
-    await sim(runtime).set_external_position("BRK/B", D(2), D("420"))
+    await SimControls(sim(runtime)).set_position("BRK.B", D(3), D("420"))
+    await SimControls(sim(runtime)).set_position("BRK/B", D(2), D("420"))
     result = await sync(runtime)
     assert await book(runtime) == {"BRK.B": ("long", D(5), D(420))}
     assert any("BRK.B, BRK/B" in d for d in result.details)
@@ -160,8 +163,8 @@ async def test_each_change_has_its_audit_row_and_the_run_its_sync_runs_row_linke
     assert started.cycle_id is not None
     await put_book(runtime, "AAPL", "10")
     await put_book(runtime, "KO", "20")
-    await sim(runtime).set_external_position("KO", D(15), D(60))
-    await sim(runtime).set_external_position("MSFT", D(3), D(400))
+    await SimControls(sim(runtime)).set_position("KO", D(15), D(60))
+    await SimControls(sim(runtime)).set_position("MSFT", D(3), D(400))
 
     result = await sync(runtime, cycle_id=started.cycle_id)
 
@@ -184,7 +187,7 @@ async def test_each_change_has_its_audit_row_and_the_run_its_sync_runs_row_linke
 
 async def test_a_dry_run_writes_nothing_but_its_sync_runs_row(runtime: Runtime) -> None:
     await put_book(runtime, "AAPL", "10")
-    await sim(runtime).set_external_position("MSFT", D(3), D(400))
+    await SimControls(sim(runtime)).set_position("MSFT", D(3), D(400))
     before, book_before = await counts(runtime), await book(runtime)
 
     preview = await sync(runtime, dry_run=True)
@@ -198,8 +201,10 @@ async def test_a_dry_run_writes_nothing_but_its_sync_runs_row(runtime: Runtime) 
 
 async def test_a_failed_broker_call_aborts_the_sync_and_changes_nothing(runtime: Runtime) -> None:
     await put_book(runtime, "AAPL", "10")
-    await sim(runtime).set_external_position("MSFT", D(3), D(400))
-    await sim(runtime).inject_fault("get_positions", "error", times=1)
+    await put_book(runtime, "KO", "5")
+    await SimControls(sim(runtime)).set_position("KO", D(5), D(100))
+    await SimControls(sim(runtime)).set_position("MSFT", D(3), D(400))
+    await SimControls(sim(runtime)).fault("get_positions", "error", times=1)
     book_before = await book(runtime)
 
     failed = await sync(runtime)
@@ -215,8 +220,8 @@ async def test_a_failed_broker_call_aborts_the_sync_and_changes_nothing(runtime:
 async def test_a_broker_answering_with_no_positions_is_refused_as_an_outage_unless_forced(runtime: Runtime) -> None:
     for symbol in ("AAPL", "JPM", "KO", "MSFT"):
         await put_book(runtime, symbol, "5")
-        await sim(runtime).set_external_position(symbol, D(5), D(100))
-    await sim(runtime).inject_fault("get_positions", "empty")
+        await SimControls(sim(runtime)).set_position(symbol, D(5), D(100))
+    await SimControls(sim(runtime)).fault("get_positions", "empty")
     book_before = await book(runtime)
 
     refused = await sync(runtime)
@@ -226,16 +231,19 @@ async def test_a_broker_answering_with_no_positions_is_refused_as_an_outage_unle
 
     forced = await sync(runtime, force=True)
     assert forced.refused is None and forced.changes_made and await book(runtime) == {}
-    await sim(runtime).clear_faults()
+    await SimControls(sim(runtime)).clear_faults()
     restored = await sync(runtime)
     assert len(restored.plan.changes) == 4 and len(await book(runtime)) == 4
 
 
-async def test_closing_two_of_two_positions_is_not_an_outage(runtime: Runtime) -> None:
+async def test_closing_every_position_of_a_book_of_two_is_an_outage_unless_forced(runtime: Runtime) -> None:
     await put_book(runtime, "AAPL", "5")
     await put_book(runtime, "KO", "5")
-    result = await sync(runtime)
-    assert result.refused is None and await book(runtime) == {}
+    refused = await sync(runtime)
+    assert refused.refused is not None and "probable outage" in refused.refused
+    assert set(await book(runtime)) == {"AAPL", "KO"}
+    forced = await sync(runtime, force=True)
+    assert forced.refused is None and await book(runtime) == {}
 
 
 async def test_a_plan_over_a_row_that_changed_meanwhile_is_not_applied_at_all(runtime: Runtime) -> None:
@@ -254,7 +262,7 @@ async def test_a_plan_over_a_row_that_changed_meanwhile_is_not_applied_at_all(ru
 
 
 async def test_short_positions_at_the_broker_are_held_as_a_side_and_a_positive_quantity(runtime: Runtime) -> None:
-    await sim(runtime).set_external_position("INTC", D(-100), D(30))
+    await SimControls(sim(runtime)).set_position("INTC", D(-100), D(30))
     await sync(runtime)
     (row,) = await rows(runtime, "SELECT side, quantity FROM positions WHERE status = 'open'")
     assert (row["side"], row["quantity"]) == (PositionSide.SHORT.value, D(100))
