@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from functools import cache
 from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -60,9 +59,25 @@ class _SessionTable:
     cum: tuple[int, ...]
 
 
-@cache
-def _session_table(calendar_name: str) -> _SessionTable:
-    """Build (once per calendar) the session table from exchange_calendars; pandas is imported here only."""
+@dataclass(frozen=True, slots=True)
+class SessionColumns:
+    """A calendar's sessions as plain columns: day ordinals, and the open, break start, break end and close of
+    each (µs since the epoch, UTC; a day without a break has ``NO_BREAK`` in both break columns). What the
+    exchange calendar computes, in a form that can be stored and loaded without it."""
+
+    days: tuple[int, ...]
+    opens: tuple[int, ...]
+    break_starts: tuple[int, ...]
+    break_ends: tuple[int, ...]
+    closes: tuple[int, ...]
+
+
+NO_BREAK: Final = -(2**63) // 1000
+_tables: dict[str, _SessionTable] = {}
+
+
+def calendar_columns(calendar_name: str) -> SessionColumns:
+    """Compute a calendar's sessions with exchange_calendars (pandas is imported here only: ~1-2 s)."""
     import exchange_calendars
 
     cal = exchange_calendars.get_calendar(
@@ -70,18 +85,39 @@ def _session_table(calendar_name: str) -> _SessionTable:
     )
     schedule = cal.schedule
     cols = [
-        [int(v) // 1000 for v in schedule[c].to_numpy(dtype="datetime64[ns]").astype("int64")]
+        tuple(max(int(v) // 1000, NO_BREAK) for v in schedule[c].to_numpy(dtype="datetime64[ns]").astype("int64"))
         for c in ("open", "break_start", "break_end", "close")
     ]
-    nat = -(2**63) // 1000
+    days = tuple(label.date().toordinal() for label in schedule.index)
+    return SessionColumns(days, *cols)
+
+
+def install_calendar(calendar_name: str, columns: SessionColumns) -> None:
+    """Use ``columns`` (computed by ``calendar_columns``, possibly in another process) for ``calendar_name``."""
+    _tables[calendar_name] = _table_of(columns)
+
+
+def calendar_installed(calendar_name: str) -> bool:
+    return calendar_name in _tables
+
+
+def _session_table(calendar_name: str) -> _SessionTable:
+    table = _tables.get(calendar_name)
+    if table is None:
+        table = _tables[calendar_name] = _table_of(calendar_columns(calendar_name))
+    return table
+
+
+def _table_of(columns: SessionColumns) -> _SessionTable:
     days: list[date] = []
     first_interval: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
-    for label, open_, break_start, break_end, close in zip(schedule.index, *cols, strict=True):
-        days.append(label.date())
+    rows = zip(columns.days, columns.opens, columns.break_starts, columns.break_ends, columns.closes, strict=True)
+    for ordinal, open_, break_start, break_end, close in rows:
+        days.append(date.fromordinal(ordinal))
         first_interval.append(len(starts))
-        if break_start > nat and break_end > nat and open_ < break_start < break_end < close:
+        if break_start > NO_BREAK and break_end > NO_BREAK and open_ < break_start < break_end < close:
             starts += [open_, break_end]
             ends += [break_start, close]
         else:
@@ -126,7 +162,7 @@ class MarketProfile:
         return _session_table(self.calendar_name)
 
     def warm_up(self) -> None:
-        """Build the exchange calendar now (it takes ~0.5 s on first use)."""
+        """Build the exchange calendar now, unless it was installed (it takes ~1-2 s on first use)."""
         self._table()
 
     def _local(self, at: datetime) -> datetime:

@@ -17,6 +17,7 @@ from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
 from catalyst_mcp.ports import Broker, Clock, MarketData
+from catalyst_mcp.store.calendar_cache import warm_calendar
 from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
 from catalyst_mcp.store.lane import Lane
 from catalyst_mcp.store.migrate import apply_migrations, connect, create_pool
@@ -69,7 +70,8 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     """Open the store and the adapters named by the settings; close them on exit."""
     wall = clock or SystemClock()
     profile = profile_for(settings.market)
-    await anyio.to_thread.run_sync(profile.warm_up)
+    cache_dir = (settings.data_dir or default_data_dir()) / "cache"
+    await anyio.to_thread.run_sync(warm_calendar, profile, cache_dir)
     async with open_store(settings) as (pool, uri), AsyncExitStack() as stack:
         lane = Lane(profile.market, functools.partial(connect, uri), wait_seconds=settings.lane_wait_seconds)
         stack.push_async_callback(lane.close)
