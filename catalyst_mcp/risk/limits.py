@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -58,7 +59,7 @@ class RiskLimits(BaseModel):
             return value
         return frozenset(canonical_symbol(str(v)) for v in value)
 
-    @property
+    @cached_property
     def version(self) -> str:
         """``name-hash``: changes exactly when a limit's value changes (not how it was written), so every
         decision names the limits it used."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 
 from catalyst_mcp.domain.enums import CycleMode, OrderType, Side, TradingState
 from catalyst_mcp.domain.models import Account, OrderIntent, Position, Quote
@@ -42,8 +43,11 @@ class Reservation:
     at: datetime  # when it was issued
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RiskSnapshot:
+    """Everything the rules may look at. Its derived quantities are computed once each (the rules ask for them
+    many times per decision), hence no slots: ``cached_property`` keeps them in the instance's dict."""
+
     intent: OrderIntent
     quote: Quote | None
     lot_size: Decimal | None  # None: the symbol is not tradable here
@@ -62,13 +66,13 @@ class RiskSnapshot:
     approvals: tuple[Reservation, ...] = ()  # other approvals outstanding (never the one being executed)
     cycle_mode: CycleMode | None = None  # the mode of the cycle the order belongs to; None: outside any cycle
 
-    @property
+    @cached_property
     def booked(self) -> Decimal:
         """The symbol's signed quantity in the book (negative = short)."""
         position = self.positions.get(self.intent.symbol)
         return Decimal(0) if position is None else position.signed_quantity
 
-    @property
+    @cached_property
     def reserved_same_side(self) -> Decimal:
         """Shares of the symbol already spoken for on the order's side: the rest of our working orders and
         the approvals outstanding. Counted as if they all fill, whichever way that moves the position."""
@@ -77,7 +81,7 @@ class RiskSnapshot:
         approved = sum((a.quantity for a in self.approvals if a.symbol == symbol and a.side is side), Decimal(0))
         return working + approved
 
-    @property
+    @cached_property
     def held(self) -> Decimal:
         """The symbol's signed quantity (negative = short) the order is judged against: the book moved by
         every working order and outstanding approval on the order's side, so that two approvals can never
@@ -86,13 +90,13 @@ class RiskSnapshot:
         reserved = self.reserved_same_side
         return self.booked + reserved if self.intent.side is Side.BUY else self.booked - reserved
 
-    @property
+    @cached_property
     def after(self) -> Decimal:
         """The signed quantity once the order fills completely."""
         signed = self.intent.quantity if self.intent.side is Side.BUY else -self.intent.quantity
         return self.held + signed
 
-    @property
+    @cached_property
     def is_entry(self) -> bool:
         """True when the order opens, grows or flips a position; False when it only shrinks or closes one."""
         held, after = self.held, self.after
@@ -102,16 +106,16 @@ class RiskSnapshot:
             return True
         return abs(after) > abs(held)
 
-    @property
+    @cached_property
     def entry_is_long(self) -> bool:
         return self.after > 0
 
-    @property
+    @cached_property
     def quote_usable(self) -> bool:
         q = self.quote
         return q is not None and all(v.is_finite() and v > 0 for v in (q.bid, q.ask, q.last)) and q.ask >= q.bid
 
-    @property
+    @cached_property
     def reference_price(self) -> Decimal | None:
         """The price the order is valued at: the far side of the quote, or the limit if worse for us."""
         intent = self.intent
@@ -125,24 +129,24 @@ class RiskSnapshot:
             return price
         return self.quote.bid
 
-    @property
+    @cached_property
     def notional(self) -> Decimal | None:
         price = self.reference_price
         return None if price is None else price * self.intent.quantity
 
-    @property
+    @cached_property
     def reserved_by_open_buys(self) -> Decimal:
         """Cash spoken for by working buys and outstanding buy approvals."""
         working = sum((o.reserved_value for o in self.open_orders if o.side is Side.BUY), Decimal(0))
         return working + sum((a.value for a in self.approvals if a.side is Side.BUY), Decimal(0))
 
-    @property
+    @cached_property
     def reserved_symbols(self) -> frozenset[str]:
         """Symbols not in the book that a working order or an outstanding approval may open."""
         pending = {o.symbol for o in self.open_orders} | {a.symbol for a in self.approvals}
         return frozenset(pending - set(self.positions))
 
-    @property
+    @cached_property
     def day_pnl(self) -> Decimal | None:
         """Realised plus unrealised P&L since the start of the day: equity now minus equity then."""
         if self.start_of_day_equity is None:
