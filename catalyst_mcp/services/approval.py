@@ -12,11 +12,11 @@ from catalyst_mcp.domain.enums import OrderRole, TradingState
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.risk.engine import RiskDecision, evaluate
 from catalyst_mcp.services import halting
-from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.audit import Caller
 from catalyst_mcp.services.reading import read_snapshot
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import approvals_repo, repos
-from catalyst_mcp.store.records import CycleRecord
+from catalyst_mcp.store import approvals_repo
+from catalyst_mcp.store.records import AuditEntry, CycleRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +65,23 @@ async def check_risk(rt: Runtime, intent: OrderIntent, cycle: CycleRecord | None
         expires_at = now + timedelta(seconds=limits.approval_ttl_seconds) if decision.approved else None
         outcome = f"approved {approval_id}" if approval_id else "refused: " + "; ".join(decision.reasons)
         loss = next((c.message for c in decision.checks if c.rule == "daily_loss" and not c.passed), None)
-        async with conn.transaction():
-            await repos.commit_without_flush(conn)
-            await approvals_repo.insert_decision(
-                conn,
-                approval_id=approval_id,
-                cycle_id=cycle_id,
-                market=rt.profile.market,
-                intent=intent,
-                approved=decision.approved,
-                role=OrderRole.ENTRY if snapshot.is_entry else OrderRole.EXIT,
-                checks=_checks_json(decision),
-                limits_version=limits.version,
-                created_at=now,
-                expires_at=expires_at,
-                reference_price=snapshot.reference_price,
-                book_version=reading.book.version,
-                account=snapshot.account,
-            )
-            await audit(conn, caller, "check_risk", intent_arguments(intent), outcome, cycle_id)
+        await approvals_repo.record_decision(
+            conn,
+            approval_id=approval_id,
+            cycle_id=cycle_id,
+            market=rt.profile.market,
+            intent=intent,
+            approved=decision.approved,
+            role=OrderRole.ENTRY if snapshot.is_entry else OrderRole.EXIT,
+            checks=_checks_json(decision),
+            limits_version=limits.version,
+            created_at=now,
+            expires_at=expires_at,
+            reference_price=snapshot.reference_price,
+            book_version=reading.book.version,
+            account=snapshot.account,
+            audit=AuditEntry(caller.name, caller.role, "check_risk", intent_arguments(intent), outcome, cycle_id),
+        )
         halted = None
         if loss is not None:
             if await halting.halt(rt, conn, loss, "risk", caller, "check_risk"):

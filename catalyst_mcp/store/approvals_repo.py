@@ -10,11 +10,11 @@ from uuid import UUID
 
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderType, Side
 from catalyst_mcp.domain.models import Account, OrderIntent
-from catalyst_mcp.store.records import ApprovalRecord
+from catalyst_mcp.store.records import ApprovalRecord, AuditEntry
 from catalyst_mcp.store.repos import Conn
 
 
-async def insert_decision(
+async def record_decision(
     conn: Conn,
     *,
     approval_id: UUID | None,
@@ -30,14 +30,22 @@ async def insert_decision(
     reference_price: Decimal | None,
     book_version: int,
     account: Account,
+    audit: AuditEntry,
 ) -> None:
+    """The decision and its audit row in one statement (one transaction), committed without waiting for the
+    WAL flush: a decision lost in a crash sends no order (see ``repos.commit_without_flush``)."""
     await conn.execute(
-        """INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
-               limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
-               reference_price, role, book_version, account_cash, account_equity, account_buying_power,
-               account_last_equity, account_currency)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                   $22, $23)""",
+        """WITH decision AS (
+               INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
+                   limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
+                   reference_price, role, book_version, account_cash, account_equity, account_buying_power,
+                   account_last_equity, account_currency)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                       $21, $22, $23)),
+           audited AS (
+               INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
+               VALUES ($24, $25, $26, $27, $28, $2))
+           SELECT set_config('synchronous_commit', 'off', true)""",
         approval_id,
         cycle_id,
         market.value,
@@ -61,6 +69,11 @@ async def insert_decision(
         account.buying_power,
         account.last_equity,
         account.currency,
+        audit.caller,
+        audit.role,
+        audit.tool,
+        audit.arguments,
+        audit.outcome,
     )
 
 
