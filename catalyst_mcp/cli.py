@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import typer
 
+from catalyst_mcp import sim_cli
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.logs import configure_logging
@@ -145,6 +146,9 @@ def reset(
 
     _run(main)
     typer.echo("reset: the simulated broker and the book are empty")
+
+
+app.add_typer(sim_cli.app, name="sim", help="Controls of the simulated exchange (prices, fills, positions, faults).")
 
 
 def main() -> None:

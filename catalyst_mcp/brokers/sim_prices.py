@@ -185,18 +185,25 @@ def _tick_price(profile: MarketProfile, value: float, rounding: str) -> Decimal:
 
 def quote_at(seed: int, instrument: Instrument, at: datetime, profile: MarketProfile) -> Quote:
     """The simulated quote of `instrument` at `at`; the same inputs give the same quote, bit for bit."""
-    return _quote(seed, instrument, at, profile, _state(seed, instrument, at, profile))
+    s = _state(seed, instrument, at, profile)
+    return _quote(seed, instrument, at, profile, s.day, s.mid)
 
 
-def _quote(seed: int, instrument: Instrument, at: datetime, profile: MarketProfile, s: _State) -> Quote:
-    half = s.mid * float(instrument.spread_bps) / 20_000.0
-    bid = _tick_price(profile, s.mid - half, ROUND_FLOOR)
-    ask = _tick_price(profile, s.mid + half, ROUND_CEILING)
+def pinned_quote(seed: int, instrument: Instrument, at: datetime, profile: MarketProfile, last: Decimal) -> Quote:
+    """The quote of `instrument` at `at` when its last price is pinned at `last` (a positive price on the tick):
+    the model's spread and sizes around that price instead of the model's path."""
+    return _quote(seed, instrument, at, profile, profile.latest_session(at), float(last))
+
+
+def _quote(seed: int, instrument: Instrument, at: datetime, profile: MarketProfile, day: date, mid: float) -> Quote:
+    half = mid * float(instrument.spread_bps) / 20_000.0
+    bid = _tick_price(profile, mid - half, ROUND_FLOOR)
+    ask = _tick_price(profile, mid + half, ROUND_CEILING)
     if ask <= bid:
         ask = bid + profile.tick_for(bid)
-    last = min(max(_tick_price(profile, s.mid, ROUND_HALF_EVEN), bid), ask)
+    last = min(max(_tick_price(profile, mid, ROUND_HALF_EVEN), bid), ask)
     minute = int(at.timestamp()) // 60
-    sizes = _uniforms(f"{seed}:{instrument.symbol}:{s.day}:{minute}")
+    sizes = _uniforms(f"{seed}:{instrument.symbol}:{day}:{minute}")
     unit = instrument.lot if instrument.lot > 1 else Decimal(100)
     return Quote(
         symbol=instrument.symbol,
@@ -219,7 +226,7 @@ def day_stats(seed: int, instrument: Instrument, at: datetime, profile: MarketPr
     full-day figures before the next open)."""
     s = _state(seed, instrument, at, profile)
     prev_close = _tick_price(profile, s.prev_close, ROUND_HALF_EVEN)
-    last = _quote(seed, instrument, at, profile, s).last
+    last = _quote(seed, instrument, at, profile, s.day, s.mid).last
     change_pct = ((last - prev_close) / prev_close * 100).quantize(_TWO_DP, ROUND_HALF_EVEN)
     factor = 0.5 + 2.5 * s.day_hash[1] ** 2  # relative volume of the day, 0.5 to 3.0
     volume = Decimal(int(instrument.avg_daily_volume * factor * _volume_share(s.progress)))

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings
 from catalyst_mcp.markets.clocks import FixedClock
@@ -82,8 +83,8 @@ async def test_a_position_bought_as_0700_hk_is_not_touched_when_the_broker_repor
         assert executed["status"] == "filled" and executed["symbol"] == "00700"
         assert await book(hk) == {"00700": D(100)}
         price = D(executed["avg_fill_price"])
-        await sim(hk).set_external_position("00700", D(0), D(0))
-        await sim(hk).set_external_position("HK.00700", D(100), price)
+        await SimControls(sim(hk)).set_position("00700", D(0), D(0))
+        await SimControls(sim(hk)).set_position("HK.00700", D(100), price)
 
         synced = await call(client, "sync_positions")
 
@@ -95,7 +96,7 @@ async def test_the_old_0670_row_and_the_brokers_670_are_one_position_renamed_not
     hk: Runtime,
 ) -> None:
     await put_book(hk, "0670", "4000", "3.20")
-    await sim(hk).set_external_position("670", D(4000), D("3.20"))
+    await SimControls(sim(hk)).set_position("670", D(4000), D("3.20"))
 
     result = await sync(hk)
 
@@ -108,8 +109,8 @@ async def test_the_old_0670_row_and_the_brokers_670_are_one_position_renamed_not
 
 
 async def test_a_broker_reporting_700_and_0700_hk_adds_one_position_of_their_sum(hk: Runtime) -> None:
-    await sim(hk).set_external_position("700", D(100), D("370"))
-    await sim(hk).set_external_position("0700.HK", D(200), D("385"))
+    await SimControls(sim(hk)).set_position("700", D(100), D("370"))
+    await SimControls(sim(hk)).set_position("0700.HK", D(200), D("385"))
 
     result = await sync(hk)
 
@@ -124,7 +125,7 @@ async def test_a_broker_reporting_700_and_0700_hk_adds_one_position_of_their_sum
 
 async def test_an_odd_lot_is_taken_from_the_broker_and_named_with_its_board_lot(hk: Runtime) -> None:
     await put_book(hk, "00005", "400", "65")
-    await sim(hk).set_external_position("5", D(650), D("65"))
+    await SimControls(sim(hk)).set_position("5", D(650), D("65"))
 
     result = await sync(hk)
 

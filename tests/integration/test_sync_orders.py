@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 from mcp import Client
 
+from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.reconcile.plan import ChangeKind
@@ -89,7 +90,7 @@ async def test_an_exit_that_filled_unseen_is_recorded_from_its_fill_with_its_pnl
     entry = await desk.order("AAPL", "buy", "10")
     exit_order = await desk.order("AAPL", "sell", "10", limit_away="0.03")
     exit_price = D("200.50")
-    await desk.sim.fill_working_order(exit_order["client_order_id"], D(10), exit_price)
+    await SimControls(desk.sim).fill(exit_order["client_order_id"], D(10), exit_price)
 
     result = await desk.sync()
 
@@ -106,13 +107,13 @@ async def test_an_exit_that_filled_unseen_is_recorded_from_its_fill_with_its_pnl
 async def test_partial_fills_move_the_book_as_they_arrive_and_the_rest_when_it_fills(desk: Desk) -> None:
     entry = await desk.order("KO", "buy", "10", limit_away="0.03")
     assert entry["status"] == "accepted"
-    await desk.sim.fill_working_order(entry["client_order_id"], D(4), D("60"))
+    await SimControls(desk.sim).fill(entry["client_order_id"], D(4), D("60"))
 
     first = await desk.sync()
 
     assert await desk.book() == {"KO": D(4)} == await desk.broker()
     assert [s.symbol for s in first.plan.skipped] == ["KO"] and first.plan.changes == ()
-    await desk.sim.fill_working_order(entry["client_order_id"], D(6), D("61"))
+    await SimControls(desk.sim).fill(entry["client_order_id"], D(6), D("61"))
 
     second = await desk.sync()
 
@@ -127,7 +128,7 @@ async def test_partial_fills_move_the_book_as_they_arrive_and_the_rest_when_it_f
 
 async def test_an_entry_that_filled_unseen_is_added_from_its_fill_not_as_a_missing_position(desk: Desk) -> None:
     entry = await desk.order("MSFT", "buy", "3", limit_away="0.03")
-    await desk.sim.fill_working_order(entry["client_order_id"], D(3), D("405"))
+    await SimControls(desk.sim).fill(entry["client_order_id"], D(3), D("405"))
 
     result = await desk.sync()
 
@@ -140,7 +141,7 @@ async def test_an_entry_that_filled_unseen_is_added_from_its_fill_not_as_a_missi
 
 async def test_a_dry_run_does_not_record_fills_and_leaves_their_symbols_in_flight(desk: Desk) -> None:
     entry = await desk.order("MSFT", "buy", "3", limit_away="0.03")
-    await desk.sim.fill_working_order(entry["client_order_id"], D(3), D("405"))
+    await SimControls(desk.sim).fill(entry["client_order_id"], D(3), D("405"))
 
     preview = await desk.sync(dry_run=True)
 
@@ -153,8 +154,8 @@ async def test_a_dry_run_does_not_record_fills_and_leaves_their_symbols_in_fligh
 async def test_an_order_the_broker_does_not_report_is_still_in_flight_not_a_phantom(desk: Desk) -> None:
     await desk.order("AAPL", "buy", "5")
     working = await desk.order("AAPL", "sell", "5", limit_away="0.03")
-    await desk.sim.set_external_position("AAPL", D(0), D(0))
-    await desk.sim.inject_fault("get_order", "empty", times=1)
+    await SimControls(desk.sim).set_position("AAPL", D(0), D(0))
+    await SimControls(desk.sim).fault("get_order", "empty", times=1)
 
     result = await desk.sync()
 
@@ -164,9 +165,9 @@ async def test_an_order_the_broker_does_not_report_is_still_in_flight_not_a_phan
 
 async def test_a_failed_order_lookup_aborts_the_sync_before_anything_changes(desk: Desk) -> None:
     working = await desk.order("KO", "buy", "10", limit_away="0.03")
-    await desk.sim.fill_working_order(working["client_order_id"], D(10), D("60"))
-    await desk.sim.set_external_position("MSFT", D(3), D("400"))
-    await desk.sim.inject_fault("get_order", "error", times=1)
+    await SimControls(desk.sim).fill(working["client_order_id"], D(10), D("60"))
+    await SimControls(desk.sim).set_position("MSFT", D(3), D("400"))
+    await SimControls(desk.sim).fault("get_order", "error", times=1)
 
     failed = await desk.sync()
 
@@ -182,9 +183,9 @@ async def test_an_exit_filled_in_two_parts_realises_the_pnl_of_both(desk: Desk) 
     entry = await desk.order("JPM", "buy", "10")
     cost = D(entry["avg_fill_price"])
     exit_order = await desk.order("JPM", "sell", "10", limit_away="0.03")
-    await desk.sim.fill_working_order(exit_order["client_order_id"], D(4), cost + 2)
+    await SimControls(desk.sim).fill(exit_order["client_order_id"], D(4), cost + 2)
     await desk.sync()
-    await desk.sim.fill_working_order(exit_order["client_order_id"], D(6), cost - 1)
+    await SimControls(desk.sim).fill(exit_order["client_order_id"], D(6), cost - 1)
 
     await desk.sync()
 

@@ -17,6 +17,7 @@ from catalyst_mcp.brokers.sim_prices import (
     Instrument,
     day_stats,
     momentum_scan,
+    pinned_quote,
     quote_at,
     universe_for,
 )
@@ -94,6 +95,24 @@ def test_quotes_are_positive_on_tick_with_ask_above_bid(
     assert q.bid_size > 0 and q.bid_size % inst.lot == 0
     assert q.ask_size > 0 and q.ask_size % inst.lot == 0
     assert q.symbol == inst.symbol and q.at == at
+
+
+@settings(max_examples=200)
+@given(pick=instruments, seed=seeds, at=times, raw=st.decimals(min_value=1, max_value=2000, places=3))
+def test_a_pinned_price_is_the_last_with_the_models_spread_and_sizes_around_it(
+    pick: tuple[Market, Instrument], seed: int, at: datetime, raw: Decimal
+) -> None:
+    market, inst = pick
+    profile = PROFILES[market]
+    price = profile.round_to_tick(raw)
+    q = pinned_quote(seed, inst, at, profile, price)
+    model = quote_at(seed, inst, at, profile)
+    assert q.last == price
+    assert q.bid < q.ask and q.bid <= q.last <= q.ask
+    for p in (q.bid, q.ask):
+        assert p % profile.tick_for(p) == 0
+    assert (q.bid_size, q.ask_size, q.symbol, q.at) == (model.bid_size, model.ask_size, model.symbol, model.at)
+    assert (q.ask - q.bid) / price * 10_000 >= inst.spread_bps * Decimal("0.999")  # at least the model's spread
 
 
 def test_different_seeds_give_different_prices() -> None:
