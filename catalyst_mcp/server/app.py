@@ -47,6 +47,10 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
             async with open_runtime(settings) as rt, feed.serving(rt):
                 yield rt
 
+    kit = Toolkit()
+    for module in (tools_cycle, tools_market, tools_trading, tools_orders):
+        module.register(kit)
+    tools_status.register(kit, feed.cache)
     server: MCPServer[Runtime] = MCPServer(
         "catalyst-mcp",
         version=__version__,
@@ -54,11 +58,8 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
         lifespan=lifespan,
         log_level=settings.log_level,
         subscriptions=feed.bus,
+        tools=kit.tools,
     )
-    kit = Toolkit(server)
-    for module in (tools_cycle, tools_market, tools_trading, tools_orders):
-        module.register(kit)
-    tools_status.register(kit, feed.cache)
     resources.register(server, feed)
     prompts.register(server)
     server.middleware.append(StrictArguments(kit.models))

@@ -133,6 +133,12 @@ class QuoteOut(Out):
 
 
 class CheckOut(Out):
+    """One rule's outcome: rule (its name, a string), passed (a boolean), limit and actual (strings, or null),
+    message (one line)."""
+
+    # Published as its keys only (server/schemas.py): every check_risk answer carries one per rule.
+    model_config = ConfigDict(json_schema_extra={"x-keys-only": True})
+
     rule: str
     passed: bool
     limit: str | None

@@ -9,14 +9,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, TypeVar, cast
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from catalyst_mcp.domain.enums import CycleMode
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus, phase_of
+from catalyst_mcp.server.schemas import output_schema
 from catalyst_mcp.server.validation import arguments_model
 from catalyst_mcp.services import workflow
 from catalyst_mcp.services.audit import Caller
@@ -70,15 +72,22 @@ class Call:
 
 
 class Toolkit:
-    def __init__(self, server: MCPServer[Runtime]) -> None:
-        self.server = server
+    """Collects the tools (given to ``MCPServer(tools=…)``), their strict argument models and the wrapper
+    every tool body runs in."""
+
+    def __init__(self) -> None:
+        self.tools: list[Tool] = []
         self.models: dict[str, type[BaseModel]] = {}
 
     def tool(
         self, annotations: ToolAnnotations
     ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
         def register(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-            self.server.add_tool(fn, annotations=annotations, structured_output=True)
+            tool = Tool.from_function(fn, annotations=annotations, structured_output=True)
+            returned = tool.fn_metadata.output_model  # the model results are checked against
+            if isinstance(returned, type) and issubclass(returned, BaseModel) and not tool.fn_metadata.wrap_output:
+                tool.fn_metadata.output_schema = output_schema(returned)
+            self.tools.append(tool)
             self.models[fn.__name__] = arguments_model(fn)
             return fn
 

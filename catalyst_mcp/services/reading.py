@@ -5,6 +5,7 @@ younger than ``account_reuse_seconds``: the broker is then asked for the quote a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,11 +13,9 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-import anyio
 import asyncpg
 
 from catalyst_mcp.domain.enums import CycleMode
-from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.models import Account, OrderIntent, Quote
 from catalyst_mcp.risk.engine import RiskSnapshot
 from catalyst_mcp.services.runtime import Runtime
@@ -34,31 +33,15 @@ class Reading:
 
 async def concurrently(*calls: Callable[[], Awaitable[Any]]) -> list[Any]:
     """Run the calls at once and return their results in order. A failure surfaces as itself (the first
-    one), never as an exception group."""
-    results: list[Any] = [None] * len(calls)
-
-    async def run(i: int, call: Callable[[], Awaitable[Any]]) -> None:
-        results[i] = await call()
-
+    one), never as an exception group, and the calls still running are cancelled."""
+    tasks = [asyncio.ensure_future(call()) for call in calls]
     try:
-        async with anyio.create_task_group() as tg:
-            for i, call in enumerate(calls):
-                tg.start_soon(run, i, call)
-    except BaseExceptionGroup as group:
-        first = _first(group)
-        raise first from None
-    return results
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    flat: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for e in g.exceptions:
-            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
-
-    walk(group)
-    return next((e for e in flat if isinstance(e, CatalystError)), flat[0])
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _minutes_to_close(rt: Runtime, market_now: datetime) -> Decimal | None:

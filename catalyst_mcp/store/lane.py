@@ -45,10 +45,13 @@ class Lane:
     async def hold(self) -> AsyncIterator[asyncpg.Connection]:
         """Hold the lane: yields the lane's connection with the market's lock held by it. Waiting longer than
         the lane's wait time raises ``TemporaryFailure`` (the lane is busy: nothing was done)."""
-        with anyio.move_on_after(self._wait) as waiting:
-            await self._queue.acquire()
-        if waiting.cancelled_caught:
-            raise TemporaryFailure(f"the {self.market.value} order lane stayed busy for {self._wait:g} s; try again")
+        try:
+            self._queue.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self._wait) as waiting:
+                await self._queue.acquire()
+            if waiting.cancelled_caught:
+                raise self._busy() from None
         try:
             conn = await self._acquire_lock()
             try:
@@ -65,16 +68,19 @@ class Lane:
             with anyio.CancelScope(shield=True):
                 await conn.close(timeout=5)
 
+    def _busy(self) -> TemporaryFailure:
+        return TemporaryFailure(f"the {self.market.value} order lane stayed busy for {self._wait:g} s; try again")
+
     async def _acquire_lock(self) -> asyncpg.Connection:
         conn = await self._connection()
+        key = (LANE_NAMESPACE, _MARKET_KEYS[self.market])
         try:
-            with anyio.fail_after(self._wait):
-                await conn.execute("SELECT pg_advisory_lock($1, $2)", LANE_NAMESPACE, _MARKET_KEYS[self.market])
+            # Uncontended, the lock is granted at once; otherwise wait for it, for at most the lane's wait time.
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key):
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", *key, timeout=self._wait)
         except TimeoutError:
             self._discard(conn)
-            raise TemporaryFailure(
-                f"the {self.market.value} order lane stayed busy for {self._wait:g} s; try again"
-            ) from None
+            raise self._busy() from None
         except BaseException:
             self._discard(conn)  # the lock may or may not have been granted: end the session to be sure
             raise
@@ -91,9 +97,8 @@ class Lane:
     async def _unlock(self, conn: asyncpg.Connection) -> None:
         try:
             if conn.is_in_transaction():
-                await conn.execute("ROLLBACK")
-            with anyio.fail_after(5):
-                await conn.execute("SELECT pg_advisory_unlock_all()")
+                await conn.execute("ROLLBACK", timeout=5)
+            await conn.execute("SELECT pg_advisory_unlock_all()", timeout=5)
         except Exception as exc:  # a broken or busy connection: closing it frees the lock
             log.warning("order lane %s: unlock failed (%s); closing its connection", self.market.value, exc)
             self._discard(conn)
@@ -102,22 +107,3 @@ class Lane:
         conn.terminate()
         if self._conn is conn:
             self._conn = None
-
-
-class Lanes:
-    """The lanes of this process, one per market, opened on first use."""
-
-    def __init__(self, connect: Connect, *, wait_seconds: float = 30.0) -> None:
-        self._connect = connect
-        self._wait = wait_seconds
-        self._lanes: dict[Market, Lane] = {}
-
-    def __getitem__(self, market: Market) -> Lane:
-        lane = self._lanes.get(market)
-        if lane is None:
-            lane = self._lanes[market] = Lane(market, self._connect, wait_seconds=self._wait)
-        return lane
-
-    async def close(self) -> None:
-        for lane in self._lanes.values():
-            await lane.close()
