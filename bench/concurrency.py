@@ -5,11 +5,13 @@
 
 Starts a temporary embedded PostgreSQL and two HTTP servers of this project on it (pace limits opened by
 environment, a real ``max_position_value``). Phase 1 asks ``check_risk`` for N buys of one symbol, one by one,
-alternating between the servers, each sized so that about ten fit under the position limit: the later ones may be
-refused, and the number approved is recorded. Phase 2 executes every approval at once, half through each server,
-each over its own MCP client, all released by one start event under one overall timeout. Then the database is read
-directly and checked: every call answered with a result (no timeout, no tool error), the open position's value
-within the limit, the book equal to the simulated broker, and exactly one broker order per executed approval.
+alternating between the servers, each sized so that all N fit under the position limit (approvals are reservations:
+more would be refused at once). Then shares bought elsewhere (the simulated exchange's controls, then a sync) take
+about a third of the room the approvals reserved, so that executing them all would break the limit. Phase 2
+executes every approval at once, half through each server, each over its own MCP client, all released by one start
+event under one overall timeout. Then the database is read directly and checked: every call answered with a result
+(no timeout, no tool error), the open position's value within the limit, the book equal to the simulated broker,
+and exactly one broker order per executed approval.
 
 ``--checks`` instead buys 10 shares, then runs N concurrent ``check_risk`` sells of those 10 shares (half per
 server) and counts the approvals: exits are reserved, so at most one may be approved.
@@ -44,7 +46,12 @@ import anyio
 import asyncpg
 from mcp import Client
 
+from catalyst_mcp.brokers.sim_controls import SimControls
+from catalyst_mcp.brokers.simulated import SimExchange
+from catalyst_mcp.markets.clocks import SystemClock
+from catalyst_mcp.markets.profiles import US_PROFILE
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
+from catalyst_mcp.store.migrate import create_pool
 
 MARKET = "US"
 READY_TIMEOUT_S = 90.0
@@ -389,7 +396,7 @@ async def run_executes(
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(url)) for url in urls]
         bid, ask = await quote_of(clients[0], args.symbol)
-        quantity = max(1, int(limit / (10 * ask)))
+        quantity = max(1, int(limit / (args.executes * ask * Decimal("1.02"))))
         approvals: list[str] = []
         refusals: Counter[str] = Counter()
         started = time.perf_counter()
@@ -408,6 +415,12 @@ async def run_executes(
         print(f"  refused x{count}: {reason}")
     if not approvals:
         raise SetupError("no approval to execute")
+    room = limit / ask - len(approvals) * quantity
+    elsewhere = int(room) + len(approvals) * quantity // 3
+    await buy_elsewhere(database_url, args.symbol, elsewhere)
+    async with Client(urls[0]) as client:
+        await call(client, "sync_positions", {})
+    print(f"  then {elsewhere} {args.symbol} bought elsewhere and synced: about a third of the approvals no longer fit")
 
     calls = [("execute_trade", {"approval_id": approval_id}) for approval_id in approvals]
     print(f"phase 2: {len(calls)} execute_trade at once, half per server, one client each, timeout {args.timeout:g} s")
@@ -455,6 +468,16 @@ async def run_executes(
         f" p50_ms={fmt(tally.p(50))} p99_ms={fmt(tally.p(99))}"
     )
     return 0 if all(checks.values()) else 1
+
+
+async def buy_elsewhere(database_url: str, symbol: str, quantity: int) -> None:
+    """Shares held at the simulated broker that no order of ours bought (as `catalyst-mcp sim position`)."""
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        exchange = SimExchange(pool, US_PROFILE, seed=7, starting_cash=Decimal(100000), wall_clock=SystemClock())
+        await SimControls(exchange).set_position(symbol, Decimal(quantity))
+    finally:
+        await pool.close()
 
 
 def fmt_book(book: dict[str, Decimal]) -> str:

@@ -65,6 +65,15 @@ class RiskSnapshot:
     approved_reference: Decimal | None = None  # set when re-checking an approval at execution
     approvals: tuple[Reservation, ...] = ()  # other approvals outstanding (never the one being executed)
     cycle_mode: CycleMode | None = None  # the mode of the cycle the order belongs to; None: outside any cycle
+    # At execution the order is judged against what is exposed (the book and our working orders): the other
+    # approvals outstanding count in the pace limits only, first come, first served. When the book moved so
+    # that not all of them fit any more, they are refused one by one as they execute instead of all blocking
+    # each other until they expire.
+    at_execution: bool = False
+
+    @cached_property
+    def _size_approvals(self) -> tuple[Reservation, ...]:
+        return () if self.at_execution else self.approvals
 
     @cached_property
     def booked(self) -> Decimal:
@@ -78,7 +87,7 @@ class RiskSnapshot:
         the approvals outstanding. Counted as if they all fill, whichever way that moves the position."""
         symbol, side = self.intent.symbol, self.intent.side
         working = sum((o.remaining for o in self.open_orders if o.symbol == symbol and o.side is side), Decimal(0))
-        approved = sum((a.quantity for a in self.approvals if a.symbol == symbol and a.side is side), Decimal(0))
+        approved = sum((a.quantity for a in self._size_approvals if a.symbol == symbol and a.side is side), Decimal(0))
         return working + approved
 
     @cached_property
@@ -138,12 +147,12 @@ class RiskSnapshot:
     def reserved_by_open_buys(self) -> Decimal:
         """Cash spoken for by working buys and outstanding buy approvals."""
         working = sum((o.reserved_value for o in self.open_orders if o.side is Side.BUY), Decimal(0))
-        return working + sum((a.value for a in self.approvals if a.side is Side.BUY), Decimal(0))
+        return working + sum((a.value for a in self._size_approvals if a.side is Side.BUY), Decimal(0))
 
     @cached_property
     def reserved_symbols(self) -> frozenset[str]:
         """Symbols not in the book that a working order or an outstanding approval may open."""
-        pending = {o.symbol for o in self.open_orders} | {a.symbol for a in self.approvals}
+        pending = {o.symbol for o in self.open_orders} | {a.symbol for a in self._size_approvals}
         return frozenset(pending - set(self.positions))
 
     @cached_property

@@ -115,5 +115,6 @@ async def read_snapshot(
         approved_reference=approved_reference,
         approvals=book.approvals,
         cycle_mode=cycle_mode,
+        at_execution=exclude_approval is not None,
     )
     return Reading(snapshot, book)

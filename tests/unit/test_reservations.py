@@ -63,7 +63,9 @@ def test_a_working_sell_and_an_approved_sell_together_leave_only_the_rest_to_sel
 
 
 def test_buys_of_the_symbol_do_not_free_shares_to_sell() -> None:
-    s = snapshot(sell("11"), positions=[position("AAPL", "10")], open_orders=[OpenOrder("AAPL", Side.BUY, D(100), D(5))])
+    s = snapshot(
+        sell("11"), positions=[position("AAPL", "10")], open_orders=[OpenOrder("AAPL", Side.BUY, D(100), D(5))]
+    )
     assert failed(evaluate(s, PLAIN)) == {"long_only"}
 
 
@@ -93,7 +95,9 @@ def test_an_approved_buy_of_a_new_symbol_counts_as_an_open_position() -> None:
     assert failed(evaluate(only_approved, cap)) == {"max_open_positions"}
     # Adding to a symbol already being opened is not a new position.
     same_symbol = with_approvals(snapshot(positions=held), approved("AAPL", Side.BUY, "1", seconds_ago=120))
-    assert "max_open_positions" not in failed(evaluate(same_symbol, limits(max_open_positions=2, duplicate_window_seconds=0)))
+    assert "max_open_positions" not in failed(
+        evaluate(same_symbol, limits(max_open_positions=2, duplicate_window_seconds=0))
+    )
 
 
 def test_approved_buys_spend_buying_power() -> None:
@@ -207,3 +211,16 @@ def test_approvals_issued_one_after_another_never_add_up_past_a_limit(
     opened = {a.symbol for a in issued if a.side is Side.BUY} | ({"AAPL"} if held else set())
     assert len(opened) <= max(max_open, 1 if held else 0)
     assert all(p.side is PositionSide.LONG for p in book)
+
+
+def test_at_execution_other_approvals_count_in_the_pace_limits_but_not_in_the_sizes() -> None:
+    """First come, first served: when the book moved so that not every approval fits any more, the first to
+    execute still goes through and the later ones are refused, instead of all blocking each other."""
+    cap = limits(max_position_value="2000", require_stop_loss=False, duplicate_window_seconds=0)
+    others = [approved("AAPL", Side.BUY, "5") for _ in range(3)]
+    held = [position("AAPL", "4")]
+    first = replace(with_approvals(snapshot(intent("5", stop=None), positions=held), *others), at_execution=True)
+    assert recheck(first, cap) == ()
+    assert {c.rule for c in recheck(replace(first, at_execution=False), cap)} == {"max_position_value"}
+    paced = replace(first, recent_orders=(RecentOrder("KO", Side.BUY, NOW),) * 7)
+    assert {c.rule for c in recheck(paced, cap)} == {"order_rate"}  # 7 sent + 3 approved: the 10th of the minute
