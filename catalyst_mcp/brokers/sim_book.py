@@ -71,13 +71,20 @@ class SimBook:
             return quote_at(self.seed, instrument, now, self.profile)
         return pinned_quote(self.seed, instrument, now, self.profile, pin)
 
-    def fill_price(self, order: Working, now: datetime, pins: Mapping[str, Decimal]) -> Decimal | None:
+    def fill_price(
+        self, order: Working, now: datetime, pins: Mapping[str, Decimal], quotes: dict[str, Quote] | None = None
+    ) -> Decimal | None:
         """The price ``order`` fills at now (the touch: a buy at the ask, a sell at the bid), or None when it
-        does not: a limit beyond the touch, a stop not triggered, an unknown symbol."""
+        does not: a limit beyond the touch, a stop not triggered, an unknown symbol. ``quotes`` keeps the quotes
+        of one pass over many orders (one per symbol: the price model is the costly part)."""
         instrument = self.instrument(order.symbol)
         if instrument is None:
             return None
-        quote = self.quote(instrument, now, pins.get(order.symbol))
+        quote = quotes.get(order.symbol) if quotes is not None else None
+        if quote is None:
+            quote = self.quote(instrument, now, pins.get(order.symbol))
+            if quotes is not None:
+                quotes[order.symbol] = quote
         buy = order.side is Side.BUY
         price = quote.ask if buy else quote.bid
         if order.type == "limit":
@@ -119,7 +126,8 @@ class SimBook:
             if mode is FaultMode.EMPTY:
                 return None
             pins = pins_of(row["pins"])
-            if any(self.fill_price(Working.of(w), now, pins) is not None for w in row["resting"] or ()):
+            quotes: dict[str, Quote] = {}
+            if any(self.fill_price(Working.of(w), now, pins, quotes) is not None for w in row["resting"] or ()):
                 async with conn.transaction():
                     await self.lock_account(conn)
                     await self.match(conn, now)
@@ -189,11 +197,12 @@ class SimBook:
             self.market,
         )
         closed: set[str] = set()
+        quotes: dict[str, Quote] = {}
         for row in rows:
             order = Working.of(row["working"])
             if order.broker_order_id in closed:
                 continue
-            price = self.fill_price(order, now, pins_of(row["pins"]))
+            price = self.fill_price(order, now, pins_of(row["pins"]), quotes)
             if price is not None:
                 closed |= await self.execute(conn, order, order.remaining, price, now)
 
