@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -83,6 +84,10 @@ class MarketData(Protocol):
 
     async def get_quote(self, symbol: str) -> Quote | None:
         """The latest quote, or None when the symbol is unknown."""
+        ...
+
+    async def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """The latest quotes of several symbols in one request; unknown symbols are absent."""
         ...
 
     async def scan(self, limit: int) -> list[Candidate]:

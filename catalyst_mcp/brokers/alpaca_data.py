@@ -145,6 +145,14 @@ class AlpacaMarketData:
         snap = snaps.get(symbol)
         return snap.quote if snap is not None else None
 
+    async def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """One snapshots request for all of them; symbols Alpaca does not know are absent."""
+        try:
+            snaps = await self.get_snapshots(symbols)
+        except BrokerRejected:
+            return {}  # one unknown symbol refuses the request: none are known then
+        return {symbol: snap.quote for symbol, snap in snaps.items()}
+
     async def get_snapshots(self, symbols: Sequence[str]) -> dict[str, MarketSnapshot]:
         """Snapshots by symbol; symbols Alpaca does not know are absent."""
         if not symbols:

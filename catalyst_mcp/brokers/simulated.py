@@ -9,6 +9,7 @@ through ``sim.faults`` (see ``sim_faults``); the operator's controls are ``sim_c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -126,6 +127,30 @@ class SimExchange:
         quote = None if instrument is None else self._book.quote(instrument, now, row["pin"])
         refuse_after(FaultOp.QUOTE, mode)
         return None if mode is FaultMode.EMPTY else quote
+
+    async def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
+        """One round trip for all of them: the fault and the pinned prices in one statement."""
+        now = await self.now()
+        clause, fault = with_fault(FaultOp.QUOTE)
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"""{clause} SELECT {fault} AS fault,
+                       ARRAY(SELECT ROW(symbol, price) FROM sim.prices
+                             WHERE market = $1 AND symbol = ANY($2::text[])) AS pins""",
+                self._market,
+                list(symbols),
+            )
+        assert row is not None
+        mode = mode_of(row["fault"])
+        refuse_before(FaultOp.QUOTE, mode)
+        pins = {symbol: price for symbol, price in row["pins"]}
+        quotes = {}
+        for symbol in symbols:
+            instrument = self._book.instrument(symbol)
+            if instrument is not None:
+                quotes[symbol] = self._book.quote(instrument, now, pins.get(symbol))
+        refuse_after(FaultOp.QUOTE, mode)
+        return {} if mode is FaultMode.EMPTY else quotes
 
     async def scan(self, limit: int) -> list[Candidate]:
         return momentum_scan(self._seed, self._book.universe, await self.now(), self._profile, limit)

@@ -433,7 +433,7 @@ def order_rate(s: RiskSnapshot, limits: RiskLimits) -> Check:
     """Orders sent in the last minute and today, each counting every outstanding approval as sent now."""
     outstanding = len(s.approvals)
     last_minute = sum(1 for o in s.recent_orders if s.now - o.at < timedelta(minutes=1)) + outstanding
-    today = len(s.recent_orders) + outstanding
+    today = (len(s.recent_orders) if s.orders_today is None else s.orders_today) + outstanding
     pending = f" ({outstanding} approved, not yet sent)" if outstanding else ""
     if last_minute >= limits.max_orders_per_minute:
         return _fail(

@@ -70,6 +70,7 @@ class RiskSnapshot:
     # that not all of them fit any more, they are refused one by one as they execute instead of all blocking
     # each other until they expire.
     at_execution: bool = False
+    orders_today: int | None = None  # today's orders when ``recent_orders`` lists only the recent ones
 
     @cached_property
     def _size_approvals(self) -> tuple[Reservation, ...]:

@@ -80,6 +80,7 @@ async def check_risk(rt: Runtime, intent: OrderIntent, cycle: CycleRecord | None
             reference_price=snapshot.reference_price,
             book_version=reading.book.version,
             account=snapshot.account,
+            quote=snapshot.quote,
             audit=AuditEntry(caller.name, caller.role, "check_risk", intent_arguments(intent), outcome, cycle_id),
         )
         halted = None

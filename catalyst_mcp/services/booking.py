@@ -15,8 +15,8 @@ from catalyst_mcp.domain.fills import new_fills
 from catalyst_mcp.domain.models import BrokerOrder, Fill, Position
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import book_snapshot, orders_repo, repos
-from catalyst_mcp.store.records import OrderRecord
+from catalyst_mcp.store import orders_repo, repos
+from catalyst_mcp.store.records import AuditEntry, OrderRecord
 
 _LEG_ROLE = {LegKind.STOP_LOSS: OrderRole.STOP_LOSS, LegKind.TAKE_PROFIT: OrderRole.TAKE_PROFIT}
 
@@ -36,7 +36,6 @@ async def record_answer(
     async with conn.transaction():
         known = await orders_repo.fill_ids(conn, order.order_id) if order.filled_quantity > 0 else set()
         fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
-        await orders_repo.insert_fills(conn, order.order_id, fresh)
         protect_with = order.role is OrderRole.ENTRY
         for fill in fresh:
             await repos.apply_fill_to_book(
@@ -53,30 +52,31 @@ async def record_answer(
             status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
         avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
         reason = "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
-        updated = await orders_repo.update_order(
+        legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
+        changed = booked > 0 or status is not order.status or order.broker_order_id is None
+        outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
+        return await orders_repo.record_answer(
             conn,
-            order.order_id,
+            order,
+            fills=fresh,
             status=status,
             broker_order_id=answer.broker_order_id,
             filled_quantity=filled,
             avg_fill_price=avg if filled > 0 else None,
             reject_reason=reason,
-            at=now,
-        )
-        legs = [leg for leg in answer.legs if leg.leg_kind is not None and await _record_leg(rt, conn, order, leg)]
-        changed = booked > 0 or updated.status is not order.status or order.broker_order_id is None or legs
-        if changed:
-            await book_snapshot.bump_version(conn, market)
-            await audit(
-                conn,
-                caller,
+            legs=legs,
+            broker=rt.broker.name,
+            changed=changed,
+            audit=AuditEntry(
+                caller.name,
+                caller.role,
                 tool,
                 {"client_order_id": order.client_order_id},
-                f"order {order.client_order_id} {updated.status.value}, filled {plain(booked)}"
-                + (f", {len(legs)} protective legs working" if legs else ""),
+                outcome + (f", {len(legs)} protective legs" if legs else ""),
                 order.cycle_id,
-            )
-    return updated
+            ),
+            at=now,
+        )
 
 
 async def record_unsent(
@@ -106,7 +106,7 @@ async def record_unsent(
 
 
 async def position_of(conn: asyncpg.Connection | repos.Conn, rt: Runtime, symbol: str) -> Position | None:
-    return next((p for p in await repos.open_positions(conn, rt.profile.market) if p.symbol == symbol), None)
+    return await repos.position_of(conn, rt.profile.market, symbol)
 
 
 def _average(order: OrderRecord, fresh: tuple[Fill, ...]) -> Decimal | None:
@@ -118,24 +118,16 @@ def _average(order: OrderRecord, fresh: tuple[Fill, ...]) -> Decimal | None:
     return total_value / total_qty if total_qty > 0 else None
 
 
-async def _record_leg(rt: Runtime, conn: asyncpg.Connection, parent: OrderRecord, leg: BrokerOrder) -> bool:
-    """Record a leg the first time the broker reports it; True when it was new."""
+def _leg_row(leg: BrokerOrder) -> orders_repo.LegRow:
     kind = leg.leg_kind
     assert kind is not None
-    return await orders_repo.upsert_leg(
-        conn,
-        market=rt.profile.market,
-        broker=rt.broker.name,
-        symbol=leg.symbol,
-        side=leg.side,
+    return orders_repo.LegRow(
         role=_LEG_ROLE[kind],
+        side=leg.side,
         quantity=leg.quantity,
         limit_price=leg.limit_price,
         stop_price=leg.stop_price,
         client_order_id=leg.client_order_id,
         broker_order_id=leg.broker_order_id,
         status=leg.status,
-        parent_order_id=parent.order_id,
-        cycle_id=parent.cycle_id,
-        at=rt.clock.now(),
     )

@@ -24,11 +24,11 @@ from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
 from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.services import halting, protection
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.booking import position_of, record_answer, record_unsent
+from catalyst_mcp.services.booking import record_answer, record_unsent
 from catalyst_mcp.services.reading import Reading, read_snapshot
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import approvals_repo, orders_repo, workflow_repo
-from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
+from catalyst_mcp.store import orders_repo, repos, workflow_repo
+from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 
 TOOL = "execute_trade"
 
@@ -60,11 +60,10 @@ class ExecutionResult:
 
 async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
     async with rt.lane.hold() as conn:
-        approval = await approvals_repo.get(conn, approval_id)
+        approval, order = await orders_repo.approval_and_order(conn, approval_id)
         if approval is None or approval.market is not rt.profile.market:
             raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
         mode = await _cycle_of(conn, approval, cycle_id)
-        order = await orders_repo.by_approval(conn, approval_id)
         if order is None:
             if approval.used_at is not None:
                 raise InvalidInput(f"approval {approval_id} was already used")
@@ -106,9 +105,9 @@ async def _judge(
     send it). The account it was approved with is reused while the book has not moved and it is recent."""
     known = None
     age = (rt.clock.now() - approval.created_at).total_seconds()
-    fresh = 0 <= age <= rt.settings.account_reuse_seconds
-    if fresh and approval.account is not None and approval.book_version is not None:
-        known = (approval.book_version, approval.account)
+    if 0 <= age <= rt.settings.account_reuse_seconds and approval.account is not None:
+        known = (approval.book_version or 0, approval.account)
+    quote = approval.quote if 0 <= age <= rt.settings.quote_reuse_seconds else None
     reading = await read_snapshot(
         rt,
         conn,
@@ -117,6 +116,7 @@ async def _judge(
         exclude_approval=approval.approval_id,
         approved_reference=approval.reference_price,
         known_account=known,
+        known_quote=quote,
     )
     if reading.book.state is TradingState.HALTED and reading.book.working_entries:
         await halting.cancel_entries(rt, conn, caller, TOOL)
@@ -133,18 +133,16 @@ async def _first_execution(
         async with conn.transaction():
             await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)
         return ExecutionResult(None, approval, None, False, refusal, reading.snapshot.quote)
-    now = rt.clock.now()
-    async with conn.transaction():
-        order = await orders_repo.insert_order(
-            conn,
-            client_order_id=client_order_id_for(approval.approval_id),
-            approval=approval,
-            role=OrderRole.ENTRY if reading.snapshot.is_entry else OrderRole.EXIT,
-            broker=rt.broker.name,
-            at=now,
-        )
-        await approvals_repo.mark_used(conn, approval.approval_id, now)
-        await audit(conn, caller, TOOL, args, f"order {order.client_order_id} recorded", approval.cycle_id)
+    client_order_id = client_order_id_for(approval.approval_id)
+    order = await orders_repo.record_intent(
+        conn,
+        client_order_id=client_order_id,
+        approval=approval,
+        role=OrderRole.ENTRY if reading.snapshot.is_entry else OrderRole.EXIT,
+        broker=rt.broker.name,
+        at=rt.clock.now(),
+        audit=AuditEntry(caller.name, caller.role, TOOL, args, f"order {client_order_id} recorded", approval.cycle_id),
+    )
     return await _send(rt, conn, approval, order, reading, caller, replayed=False)
 
 
@@ -241,7 +239,7 @@ async def _result(
     replayed: bool,
     quote: Quote | None = None,
 ) -> ExecutionResult:
-    position = await position_of(conn, rt, order.symbol)
+    position = await repos.position_of(conn, rt.profile.market, order.symbol)
     legs = await orders_repo.working_legs(conn, rt.profile.market, order.symbol) if position else {}
     reason = order.reject_reason if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) else None
     protection = legs.get(order.symbol, (None, None))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-import anyio
-
 from catalyst_mcp.domain.models import Account, Position, Quote
+from catalyst_mcp.services.reading import concurrently
 from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.store import orders_repo, repos, risk_repo
 
@@ -48,18 +47,16 @@ def mark(position: Position, quote: Quote | None, protection: Protection = (None
 
 
 async def get_portfolio(rt: Runtime) -> Portfolio:
+    """The book with its working protection, marked with one batch of quotes read alongside the account."""
     async with rt.pool.acquire() as conn:
         book = await repos.open_positions(conn, rt.profile.market)
         legs = await orders_repo.working_legs(conn, rt.profile.market) if book else {}
-    account = await rt.broker.get_account()
-    quotes: dict[str, Quote | None] = {}
+    symbols = [p.symbol for p in book]
 
-    async def fetch(symbol: str) -> None:
-        quotes[symbol] = await rt.market_data.get_quote(symbol)
+    async def quotes_of() -> dict[str, Quote]:
+        return await rt.market_data.get_quotes(symbols) if symbols else {}
 
-    async with anyio.create_task_group() as tg:
-        for p in book:
-            tg.start_soon(fetch, p.symbol)
+    account, quotes = await concurrently(rt.broker.get_account, quotes_of)
     if account.last_equity is not None:
         start = account.last_equity
     else:
@@ -67,5 +64,5 @@ async def get_portfolio(rt: Runtime) -> Portfolio:
         async with rt.pool.acquire() as conn:
             start = await risk_repo.start_of_day_equity(conn, rt.profile.market, day, account.equity, rt.clock.now())
     day_pnl = account.equity - start
-    marked = tuple(mark(p, quotes[p.symbol], legs.get(p.symbol, (None, None))) for p in book)
+    marked = tuple(mark(p, quotes.get(p.symbol), legs.get(p.symbol, (None, None))) for p in book)
     return Portfolio(account, day_pnl.quantize(_CENT), marked)

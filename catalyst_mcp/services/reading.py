@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
@@ -60,6 +60,7 @@ async def read_snapshot(
     exclude_approval: UUID | None = None,
     approved_reference: Decimal | None = None,
     known_account: tuple[int, Account] | None = None,
+    known_quote: Quote | None = None,
 ) -> Reading:
     """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement."""
     wall = rt.clock.now()
@@ -71,7 +72,7 @@ async def read_snapshot(
 
     async def read_quote() -> None:
         nonlocal quote
-        quote = await rt.market_data.get_quote(intent.symbol)
+        quote = known_quote if known_quote is not None else await rt.market_data.get_quote(intent.symbol)
 
     async def read_open() -> None:
         nonlocal is_open
@@ -84,6 +85,7 @@ async def read_snapshot(
             now=wall,
             day_start=day_start,
             trading_day=local.date(),
+            recent_since=wall - timedelta(seconds=max(60, rt.settings.risk.duplicate_window_seconds)),
             exclude_approval=exclude_approval,
         )
 
@@ -111,6 +113,7 @@ async def read_snapshot(
         start_of_day_equity=start_equity,
         last_sync_ok=book.last_sync_ok,
         recent_orders=book.recent,
+        orders_today=book.orders_today,
         market_now=market_now,
         approved_reference=approved_reference,
         approvals=book.approvals,

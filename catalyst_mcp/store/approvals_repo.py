@@ -8,8 +8,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderType, Side
-from catalyst_mcp.domain.models import Account, OrderIntent
+from catalyst_mcp.domain.models import Account, OrderIntent, Quote
 from catalyst_mcp.store.records import ApprovalRecord, AuditEntry
 from catalyst_mcp.store.repos import Conn
 
@@ -30,6 +32,7 @@ async def record_decision(
     reference_price: Decimal | None,
     book_version: int,
     account: Account,
+    quote: Quote | None,
     audit: AuditEntry,
 ) -> None:
     """The decision and its audit row in one statement (one transaction), committed without waiting for the
@@ -39,9 +42,9 @@ async def record_decision(
                INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
                    limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
                    reference_price, role, book_version, account_cash, account_equity, account_buying_power,
-                   account_last_equity, account_currency)
+                   account_last_equity, account_currency, quote_bid, quote_ask, quote_last, quote_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                       $21, $22, $23)),
+                       $21, $22, $23, $29, $30, $31, $32)),
            audited AS (
                INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
                VALUES ($24, $25, $26, $27, $28, $2))
@@ -74,13 +77,20 @@ async def record_decision(
         audit.tool,
         audit.arguments,
         audit.outcome,
+        None if quote is None else quote.bid,
+        None if quote is None else quote.ask,
+        None if quote is None else quote.last,
+        None if quote is None else quote.at,
     )
 
 
 async def get(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
     row = await conn.fetchrow("SELECT * FROM risk_decisions WHERE approval_id = $1", approval_id)
-    if row is None:
-        return None
+    return None if row is None else approval_of(row)
+
+
+def approval_of(row: asyncpg.Record) -> ApprovalRecord:
+    """An approval from its ``risk_decisions`` row."""
     intent = OrderIntent(
         symbol=row["symbol"],
         side=Side(row["side"]),
@@ -102,6 +112,17 @@ async def get(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
         reference_price=row["reference_price"],
         role=OrderRole(row["role"]) if row["role"] is not None else None,
         book_version=row["book_version"],
+        quote=None
+        if row["quote_at"] is None
+        else Quote(
+            row["symbol"],
+            row["quote_bid"],
+            row["quote_ask"],
+            row["quote_last"],
+            Decimal(0),
+            Decimal(0),
+            row["quote_at"],
+        ),
         account=None
         if row["account_equity"] is None
         else Account(

@@ -40,9 +40,12 @@ SELECT
             AND approval_id IS DISTINCT FROM $5) AS approvals,
     ARRAY(SELECT ROW(symbol, side, created_at)
           FROM orders
-          WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit')
+          WHERE market = $1 AND created_at >= GREATEST($3::timestamptz, $6::timestamptz) AND role IN ('entry', 'exit')
             AND approval_id IS DISTINCT FROM $5
-            AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS recent
+            AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS recent,
+    (SELECT count(*) FROM orders
+     WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit') AND approval_id IS DISTINCT FROM $5
+       AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS today
 """
 
 
@@ -52,7 +55,8 @@ class BookSnapshot:
     working: tuple[OpenOrder, ...]  # our working entries and exits (protective legs are not reservations)
     working_entries: int
     approvals: tuple[Reservation, ...]
-    recent: tuple[RecentOrder, ...]
+    recent: tuple[RecentOrder, ...]  # today's orders sent since ``recent_since``
+    orders_today: int
     state: TradingState
     last_sync_ok: bool
     start_equity: Decimal | None
@@ -66,11 +70,13 @@ async def read_book_snapshot(
     now: datetime,
     day_start: datetime,
     trading_day: date,
+    recent_since: datetime,
     exclude_approval: UUID | None = None,
 ) -> BookSnapshot:
-    """One statement. ``exclude_approval``: the approval being executed (its own reservation and its own
-    order, when a replay resumes one, are not counted against it)."""
-    row = await conn.fetchrow(_SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval)
+    """One statement. ``recent_since``: how far back today's orders are listed one by one (the pace and
+    duplicate windows); the rest of the day is a count. ``exclude_approval``: the approval being executed (its
+    own reservation and its own order, when a replay resumes one, are not counted against it)."""
+    row = await conn.fetchrow(_SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval, recent_since)
     assert row is not None
     long_, short = PositionSide.LONG, PositionSide.SHORT
     positions = {
@@ -84,6 +90,7 @@ async def read_book_snapshot(
         working_entries=sum(1 for w in row["working"] if w[2] == "entry"),
         approvals=tuple(Reservation(a[0], Side(a[1]), a[2], a[3], a[4]) for a in row["approvals"]),
         recent=tuple(RecentOrder(r[0], Side(r[1]), r[2]) for r in row["recent"]),
+        orders_today=int(row["today"]),
         state=TradingState(row["state"]) if row["state"] is not None else TradingState.ACTIVE,
         last_sync_ok=not row["sync_refused"],
         start_equity=row["start_equity"],

@@ -7,6 +7,7 @@ connection. ``OrderRecord`` is the one read type of an order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Final
@@ -16,7 +17,8 @@ import asyncpg
 
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.models import Fill
-from catalyst_mcp.store.records import ApprovalRecord, OrderRecord
+from catalyst_mcp.store.approvals_repo import approval_of
+from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 from catalyst_mcp.store.repos import Conn
 
 WORKING: Final = ("pending", "accepted", "partially_filled")
@@ -57,7 +59,7 @@ def _order(row: asyncpg.Record, fills: Iterable[asyncpg.Record] = ()) -> OrderRe
 # --- writes (on the lane) ---------------------------------------------------------------------------------
 
 
-async def insert_order(
+async def record_intent(
     conn: Conn,
     *,
     client_order_id: str,
@@ -65,14 +67,23 @@ async def insert_order(
     role: OrderRole,
     broker: str,
     at: datetime,
+    audit: AuditEntry | None = None,
 ) -> OrderRecord:
-    """Record the approved intent as a pending order, before anything is sent."""
+    """Record the approved intent as a pending order and mark the approval used, with its audit row: one
+    statement, committed before anything is sent."""
     i = approval.intent
+    audit = audit or AuditEntry("system", "system", "execute_trade", {}, f"order {client_order_id} recorded", None)
     row = await conn.fetchrow(
-        """INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
-               order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at, reference_price,
-               role)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14, $15) RETURNING *""",
+        """WITH placed AS (
+               INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
+                   order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at,
+                   reference_price, role)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14, $15)
+               RETURNING *),
+           used AS (UPDATE risk_decisions SET used_at = $13 WHERE approval_id = $2),
+           audited AS (INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
+                       VALUES ($16, $17, $18, $19, $20, $3))
+           SELECT * FROM placed""",
         client_order_id,
         approval.approval_id,
         approval.cycle_id,
@@ -88,9 +99,23 @@ async def insert_order(
         at,
         approval.reference_price,
         role.value,
+        audit.caller,
+        audit.role,
+        audit.tool,
+        audit.arguments,
+        audit.outcome,
     )
     assert row is not None
     return _order(row)
+
+
+async def insert_order(
+    conn: Conn, *, client_order_id: str, approval: ApprovalRecord, role: OrderRole, broker: str, at: datetime
+) -> OrderRecord:
+    """Record the intent as a pending order and mark the approval used (no audit row of its own)."""
+    return await record_intent(
+        conn, client_order_id=client_order_id, approval=approval, role=role, broker=broker, at=at
+    )
 
 
 async def upsert_leg(
@@ -140,6 +165,102 @@ async def upsert_leg(
     return bool(row["inserted"])
 
 
+@dataclass(frozen=True, slots=True)
+class LegRow:
+    """A protective leg as the broker reported it with its order."""
+
+    role: OrderRole
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    client_order_id: str
+    broker_order_id: str
+    status: OrderStatus
+
+
+async def record_answer(
+    conn: Conn,
+    order: OrderRecord,
+    *,
+    fills: Sequence[Fill],
+    status: OrderStatus,
+    broker_order_id: str | None,
+    filled_quantity: Decimal,
+    avg_fill_price: Decimal | None,
+    reject_reason: str | None,
+    legs: Sequence[LegRow],
+    broker: str,
+    changed: bool,
+    audit: AuditEntry,
+    at: datetime,
+) -> OrderRecord:
+    """What the broker said of ``order``, in one statement: its new fills, its status and figures, the legs it
+    was sent with (each once), and — when something changed or a leg was new — the book's version bumped and
+    the audit row. The caller moves the book by the fills, in the same transaction."""
+    row = await conn.fetchrow(
+        """WITH filled AS (
+               INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
+               SELECT f.id, $1, $2, f.side, f.qty, f.price, f.at
+               FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::timestamptz[])
+                    AS f(id, side, qty, price, at)),
+           updated AS (
+               UPDATE orders SET status = $8, broker_order_id = COALESCE($9, broker_order_id),
+                      filled_quantity = $10, avg_fill_price = $11,
+                      reject_reason = COALESCE($12, reject_reason), updated_at = $13
+               WHERE order_id = $1 RETURNING *),
+           legs AS (
+               INSERT INTO orders (client_order_id, cycle_id, market, broker, symbol, side, quantity, order_type,
+                   limit_price, stop_price, status, broker_order_id, created_at, updated_at, role, parent_order_id)
+               SELECT l.coid, $14, $15, $16, $2, l.side, l.qty,
+                      CASE WHEN l.stop IS NULL THEN 'limit' ELSE 'market' END, l.lim, l.stop, l.status, l.bid, $13,
+                      $13, l.role, $1
+               FROM unnest($17::text[], $18::text[], $19::numeric[], $20::numeric[], $21::numeric[], $22::text[],
+                           $23::text[], $24::text[]) AS l(coid, side, qty, lim, stop, status, bid, role)
+               ON CONFLICT (client_order_id) DO UPDATE
+                   SET broker_order_id = COALESCE(orders.broker_order_id, EXCLUDED.broker_order_id)
+               RETURNING (xmax = 0) AS inserted),
+           news AS (SELECT $25::boolean OR EXISTS (SELECT FROM legs WHERE inserted) AS yes),
+           bumped AS (UPDATE book_versions SET version = version + 1
+                      WHERE market = $15 AND (SELECT yes FROM news)),
+           audited AS (INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
+                       SELECT $26, $27, $28, $29, $30, $14 WHERE (SELECT yes FROM news))
+           SELECT * FROM updated""",
+        order.order_id,
+        order.symbol,
+        [f.fill_id for f in fills],
+        [f.side.value for f in fills],
+        [f.quantity for f in fills],
+        [f.price for f in fills],
+        [f.at for f in fills],
+        status.value,
+        broker_order_id,
+        filled_quantity,
+        avg_fill_price,
+        reject_reason,
+        at,
+        order.cycle_id,
+        order.market.value,
+        broker,
+        [leg.client_order_id for leg in legs],
+        [leg.side.value for leg in legs],
+        [leg.quantity for leg in legs],
+        [leg.limit_price for leg in legs],
+        [leg.stop_price for leg in legs],
+        [leg.status.value for leg in legs],
+        [leg.broker_order_id for leg in legs],
+        [leg.role.value for leg in legs],
+        changed,
+        audit.caller,
+        audit.role,
+        audit.tool,
+        audit.arguments,
+        audit.outcome,
+    )
+    assert row is not None
+    return _order(row)
+
+
 async def update_order(
     conn: Conn,
     order_id: int,
@@ -183,6 +304,18 @@ async def insert_fills(conn: Conn, order_id: int, fills: Sequence[Fill]) -> None
 async def by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
     row = await conn.fetchrow("SELECT * FROM orders WHERE approval_id = $1", approval_id)
     return None if row is None else _order(row)
+
+
+async def approval_and_order(conn: Conn, approval_id: UUID) -> tuple[ApprovalRecord | None, OrderRecord | None]:
+    """An approval and the order made of it, if any, in one query."""
+    row = await conn.fetchrow(
+        """SELECT d.*, o AS placed FROM risk_decisions d LEFT JOIN orders o ON o.approval_id = d.approval_id
+           WHERE d.approval_id = $1""",
+        approval_id,
+    )
+    if row is None:
+        return None, None
+    return approval_of(row), None if row["placed"] is None else _order(row["placed"])
 
 
 async def by_client_id(conn: Conn, client_order_id: str) -> OrderRecord | None:

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
-from catalyst_mcp.domain.models import Account, Fill, OrderIntent
+from catalyst_mcp.domain.models import Account, Fill, OrderIntent, Quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,7 @@ class ApprovalRecord:
     role: OrderRole | None = None  # what check_risk judged it: an entry or an exit
     book_version: int | None = None  # the book's version when it was judged
     account: Account | None = None  # the broker's account it was judged against
+    quote: Quote | None = None  # the quote it was judged against
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,14 @@ async def open_positions(conn: Conn, market: Market, *, for_update: bool = False
     return [_position(r) for r in rows]
 
 
+async def position_of(conn: Conn, market: Market, symbol: str) -> Position | None:
+    """The symbol's open position, if any."""
+    row = await conn.fetchrow(
+        "SELECT * FROM positions WHERE market = $1 AND symbol = $2 AND status = 'open'", market.value, symbol
+    )
+    return None if row is None else _position(row)
+
+
 async def apply_fill_to_book(
     conn: Conn, market: Market, fill: Fill, stop_loss: Decimal | None, take_profit: Decimal | None
 ) -> Position | None:

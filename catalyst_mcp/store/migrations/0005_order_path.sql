@@ -37,3 +37,10 @@ ALTER TABLE risk_decisions ADD COLUMN account_equity numeric;
 ALTER TABLE risk_decisions ADD COLUMN account_buying_power numeric;
 ALTER TABLE risk_decisions ADD COLUMN account_last_equity numeric;
 ALTER TABLE risk_decisions ADD COLUMN account_currency text;
+
+-- The quote an approval was judged against: execution reuses it while it is younger than quote_reuse_seconds
+-- (a quote that recent is as fresh as the rules ask), and reads one again otherwise.
+ALTER TABLE risk_decisions ADD COLUMN quote_bid numeric;
+ALTER TABLE risk_decisions ADD COLUMN quote_ask numeric;
+ALTER TABLE risk_decisions ADD COLUMN quote_last numeric;
+ALTER TABLE risk_decisions ADD COLUMN quote_at timestamptz;
