@@ -7,17 +7,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-import requests
 from alpaca.common.exceptions import APIError
 from alpaca.common.rest import RESTClient
-from requests.adapters import HTTPAdapter
 from requests.exceptions import RequestException
 
 from catalyst_mcp.brokers import alpaca_mapping as wire
+from catalyst_mcp.brokers.alpaca_transport import FastSession
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import BrokerMode
 from catalyst_mcp.domain.errors import CatalystError, OperatorNeeded, TemporaryFailure
@@ -87,27 +86,12 @@ def credentials(settings: Settings) -> tuple[str, str]:
     return key, secret
 
 
-class _TimeoutSession(requests.Session):
-    """A session whose every request has a timeout, and whose transport never retries by itself."""
-
-    def __init__(self, timeout: float, pool_size: int) -> None:
-        super().__init__()
-        self.timeout = timeout
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
-
-
 def harden(client: RESTClient, tuning: AlpacaTuning) -> None:
     """Give an SDK client a session with a timeout and turn its hidden retries (blocking sleeps) off."""
     if not all(hasattr(client, a) for a in ("_session", "_retry", "_retry_wait", "_retry_codes")):
         raise OperatorNeeded("this alpaca-py version hides its session or retry settings: its calls cannot be bounded")
     client._session.close()
-    client._session = _TimeoutSession(tuning.timeout, tuning.max_threads)
+    client._session = FastSession(tuning.timeout, tuning.max_threads, str(getattr(client, "_base_url", "")))
     client._retry = 0
     client._retry_wait = 0
     client._retry_codes = []
