@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from catalyst_mcp.brokers.alpaca_transport import encode_params
 
 
-class Feed(str, Enum):
+class Feed(str, Enum):  # noqa: UP042 - as alpaca-py defines its enums (str() is not the value)
     IEX = "iex"
     SIP = "sip"
 
