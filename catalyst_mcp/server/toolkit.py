@@ -105,8 +105,8 @@ class Toolkit:
     ) -> T:
         """Run a tool body inside its cycle: input errors record nothing; other failures record the phase as
         failed; success records the body's events, or the tool's phase as completed. A tool that ``writes``
-        (changes the book or the broker) is refused in a scan cycle; one that ``trades`` is also refused
-        outside any cycle while the caller's agent has one active (DESIGN §4)."""
+        (changes the book or the broker) or ``trades`` is refused in a scan cycle (a trading call outside any
+        cycle while the caller's agent has one active is refused by the order path itself, DESIGN §4)."""
         rt = runtime_of(ctx)
         call = Call(rt, tool_name, rt.clock.now())
         phase = phase_of(tool_name)
@@ -115,8 +115,6 @@ class Toolkit:
                 call.cycle = await workflow.require_active_cycle(rt, cycle_id)
                 if (writes or trades) and call.cycle.mode is CycleMode.SCAN:
                     raise InvalidInput(f"cycle {cycle_id} is a scan cycle: {tool_name} is not allowed in it")
-            elif trades:
-                await workflow.refuse_outside_own_cycle(rt, tool_name)
             try:
                 result = await body(call)
             except InvalidInput:

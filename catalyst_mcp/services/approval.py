@@ -11,7 +11,7 @@ from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import OrderRole, TradingState
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.risk.engine import RiskDecision, evaluate
-from catalyst_mcp.services import halting
+from catalyst_mcp.services import halting, workflow
 from catalyst_mcp.services.audit import Caller
 from catalyst_mcp.services.reading import read_snapshot
 from catalyst_mcp.services.runtime import Runtime
@@ -57,7 +57,15 @@ async def check_risk(rt: Runtime, intent: OrderIntent, cycle: CycleRecord | None
     limits = rt.settings.risk
     cycle_id = cycle.cycle_id if cycle is not None else None
     async with rt.lane.hold() as conn:
-        reading = await read_snapshot(rt, conn, intent, cycle_mode=cycle.mode if cycle is not None else None)
+        reading = await read_snapshot(
+            rt,
+            conn,
+            intent,
+            cycle_mode=cycle.mode if cycle is not None else None,
+            agent_id=rt.settings.agent_id if cycle is None else None,
+        )
+        if cycle is None:
+            workflow.refuse_outside_own_cycle(rt, "check_risk", reading.book.agent_cycle)
         snapshot = reading.snapshot
         decision = evaluate(snapshot, limits)
         now = rt.clock.now()

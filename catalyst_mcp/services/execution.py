@@ -22,12 +22,12 @@ from catalyst_mcp.domain.enums import CycleMode, CycleState, OrderRole, OrderSta
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
 from catalyst_mcp.risk.engine import recheck
-from catalyst_mcp.services import halting, protection
+from catalyst_mcp.services import halting, protection, workflow
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.booking import record_answer, record_unsent
 from catalyst_mcp.services.reading import Reading, read_snapshot
 from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import orders_repo, repos, workflow_repo
+from catalyst_mcp.store import orders_repo, repos
 from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 
 TOOL = "execute_trade"
@@ -60,10 +60,13 @@ class ExecutionResult:
 
 async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
     async with rt.lane.hold() as conn:
-        approval, order = await orders_repo.approval_and_order(conn, approval_id)
+        found = await orders_repo.execution_of(conn, approval_id, rt.settings.agent_id, rt.profile.market)
+        approval, order = found.approval, found.order
         if approval is None or approval.market is not rt.profile.market:
             raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
-        mode = await _cycle_of(conn, approval, cycle_id)
+        mode = _cycle_of(approval, cycle_id, found.cycle)
+        if cycle_id is None:
+            workflow.refuse_outside_own_cycle(rt, TOOL, found.agent_cycle)
         if order is None:
             if approval.used_at is not None:
                 raise InvalidInput(f"approval {approval_id} was already used")
@@ -75,7 +78,9 @@ async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | Non
         return await _replay(rt, conn, approval, order, mode, caller)
 
 
-async def _cycle_of(conn: asyncpg.Connection, approval: ApprovalRecord, cycle_id: str | None) -> CycleMode | None:
+def _cycle_of(
+    approval: ApprovalRecord, cycle_id: str | None, owner_cycle: tuple[CycleMode, CycleState] | None
+) -> CycleMode | None:
     """An approval executes only in the cycle it was issued in, or outside any cycle if it was issued outside
     one; that cycle must still be active. Returns the cycle's mode."""
     owner = approval.cycle_id
@@ -91,11 +96,10 @@ async def _cycle_of(conn: asyncpg.Connection, approval: ApprovalRecord, cycle_id
         )
     if owner is None:
         return None
-    cycle = await workflow_repo.get_cycle(conn, owner)
-    if cycle is None or cycle.status is not CycleState.ACTIVE:
-        status = "gone" if cycle is None else cycle.status.value
+    if owner_cycle is None or owner_cycle[1] is not CycleState.ACTIVE:
+        status = "gone" if owner_cycle is None else owner_cycle[1].value
         raise InvalidInput(f"approval {approval.approval_id} belongs to cycle {owner}, which is {status}")
-    return cycle.mode
+    return owner_cycle[0]
 
 
 async def _judge(

@@ -61,6 +61,7 @@ async def read_snapshot(
     approved_reference: Decimal | None = None,
     known_account: tuple[int, Account] | None = None,
     known_quote: Quote | None = None,
+    agent_id: str | None = None,
 ) -> Reading:
     """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement."""
     wall = rt.clock.now()
@@ -87,6 +88,7 @@ async def read_snapshot(
             trading_day=local.date(),
             recent_since=wall - timedelta(seconds=max(60, rt.settings.risk.duplicate_window_seconds)),
             exclude_approval=exclude_approval,
+            agent_id=agent_id,
         )
 
     async def read_book_and_account() -> tuple[BookSnapshot, Account]:

@@ -22,6 +22,7 @@ from catalyst_mcp.domain.phases import (
 from catalyst_mcp.markets.profiles import is_cycle_id
 from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.store import repos, workflow_repo
+from catalyst_mcp.store.book_snapshot import ActiveCycle
 from catalyst_mcp.store.records import CycleRecord
 from catalyst_mcp.store.workflow_repo import Heartbeat
 
@@ -137,16 +138,14 @@ async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
     return cycle
 
 
-async def refuse_outside_own_cycle(rt: Runtime, tool: str) -> None:
+def refuse_outside_own_cycle(rt: Runtime, tool: str, active: ActiveCycle | None) -> None:
     """A trading call that names no cycle is outside any cycle. The caller's agent (this server's
-    CATALYST_AGENT_ID) may not trade so while it has an active cycle in this market: its orders belong to
-    that cycle and obey its mode."""
-    agent = rt.settings.agent_id
-    async with rt.pool.acquire() as conn:
-        active = await workflow_repo.active_cycle(conn, agent, rt.profile.market)
+    CATALYST_AGENT_ID) may not trade so while it has an active cycle in this market (``active``, read with the
+    call's own snapshot): its orders belong to that cycle and obey its mode."""
     if active is not None and active.updated_at >= rt.clock.now() - idle_window(rt):
         raise InvalidInput(
-            f"agent {agent} has an active {active.mode.value} cycle {active.cycle_id}: pass cycle_id to {tool}"
+            f"agent {rt.settings.agent_id} has an active {active.mode.value} cycle {active.cycle_id}:"
+            f" pass cycle_id to {tool}"
         )
 
 

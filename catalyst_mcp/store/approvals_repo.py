@@ -133,7 +133,3 @@ def approval_of(row: asyncpg.Record) -> ApprovalRecord:
             last_equity=row["account_last_equity"],
         ),
     )
-
-
-async def mark_used(conn: Conn, approval_id: UUID, at: datetime) -> None:
-    await conn.execute("UPDATE risk_decisions SET used_at = $2 WHERE approval_id = $1", approval_id, at)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Final
 from uuid import UUID
 
-from catalyst_mcp.domain.enums import Market, PositionSide, Side, TradingState
+from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, TradingState
 from catalyst_mcp.domain.models import Position
 from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
 from catalyst_mcp.store.repos import Conn
@@ -45,7 +45,9 @@ SELECT
             AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS recent,
     (SELECT count(*) FROM orders
      WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit') AND approval_id IS DISTINCT FROM $5
-       AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS today
+       AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS today,
+    (SELECT ROW(cycle_id, mode, updated_at) FROM cycles
+     WHERE agent_id = $7 AND market = $1 AND status = 'active') AS agent_cycle
 """
 
 
@@ -61,6 +63,14 @@ class BookSnapshot:
     last_sync_ok: bool
     start_equity: Decimal | None
     version: int
+    agent_cycle: ActiveCycle | None = None  # the asking agent's active cycle in this market, if any
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCycle:
+    cycle_id: str
+    mode: CycleMode
+    updated_at: datetime
 
 
 async def read_book_snapshot(
@@ -72,11 +82,14 @@ async def read_book_snapshot(
     trading_day: date,
     recent_since: datetime,
     exclude_approval: UUID | None = None,
+    agent_id: str | None = None,
 ) -> BookSnapshot:
     """One statement. ``recent_since``: how far back today's orders are listed one by one (the pace and
     duplicate windows); the rest of the day is a count. ``exclude_approval``: the approval being executed (its
     own reservation and its own order, when a replay resumes one, are not counted against it)."""
-    row = await conn.fetchrow(_SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval, recent_since)
+    row = await conn.fetchrow(
+        _SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval, recent_since, agent_id
+    )
     assert row is not None
     long_, short = PositionSide.LONG, PositionSide.SHORT
     positions = {
@@ -95,6 +108,9 @@ async def read_book_snapshot(
         last_sync_ok=not row["sync_refused"],
         start_equity=row["start_equity"],
         version=int(row["version"] or 0),
+        agent_cycle=None
+        if row["agent_cycle"] is None
+        else ActiveCycle(row["agent_cycle"][0], CycleMode(row["agent_cycle"][1]), row["agent_cycle"][2]),
     )
 
 

@@ -15,9 +15,10 @@ from uuid import UUID
 
 import asyncpg
 
-from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus, OrderType, Side
+from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.models import Fill
 from catalyst_mcp.store.approvals_repo import approval_of
+from catalyst_mcp.store.book_snapshot import ActiveCycle
 from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
 from catalyst_mcp.store.repos import Conn
 
@@ -306,16 +307,39 @@ async def by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
     return None if row is None else _order(row)
 
 
-async def approval_and_order(conn: Conn, approval_id: UUID) -> tuple[ApprovalRecord | None, OrderRecord | None]:
-    """An approval and the order made of it, if any, in one query."""
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """What ``execute_trade`` starts from: the approval, the order made of it (if any), the cycle it belongs to
+    (if any), and the asking agent's active cycle (if any)."""
+
+    approval: ApprovalRecord | None
+    order: OrderRecord | None
+    cycle: tuple[CycleMode, CycleState] | None
+    agent_cycle: ActiveCycle | None
+
+
+async def execution_of(conn: Conn, approval_id: UUID, agent_id: str, market: Market) -> Execution:
+    """An approval, the order made of it, its cycle and the agent's active cycle, in one query."""
     row = await conn.fetchrow(
-        """SELECT d.*, o AS placed FROM risk_decisions d LEFT JOIN orders o ON o.approval_id = d.approval_id
+        """SELECT d.*, o AS placed,
+                  (SELECT ROW(c.mode, c.status) FROM cycles c WHERE c.cycle_id = d.cycle_id) AS owner,
+                  (SELECT ROW(a.cycle_id, a.mode, a.updated_at) FROM cycles a
+                   WHERE a.agent_id = $2 AND a.market = $3 AND a.status = 'active') AS agent_cycle
+           FROM risk_decisions d LEFT JOIN orders o ON o.approval_id = d.approval_id
            WHERE d.approval_id = $1""",
         approval_id,
+        agent_id,
+        market.value,
     )
     if row is None:
-        return None, None
-    return approval_of(row), None if row["placed"] is None else _order(row["placed"])
+        return Execution(None, None, None, None)
+    owner, active = row["owner"], row["agent_cycle"]
+    return Execution(
+        approval_of(row),
+        None if row["placed"] is None else _order(row["placed"]),
+        None if owner is None else (CycleMode(owner[0]), CycleState(owner[1])),
+        None if active is None else ActiveCycle(active[0], CycleMode(active[1]), active[2]),
+    )
 
 
 async def by_client_id(conn: Conn, client_order_id: str) -> OrderRecord | None:

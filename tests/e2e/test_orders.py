@@ -166,7 +166,6 @@ async def test_an_order_recorded_but_never_sent_is_cancelled_here_and_can_never_
             broker="sim",
             at=runtime.clock.now(),
         )
-        await approvals_repo.mark_used(conn, approval.approval_id, runtime.clock.now())
 
     result = await tools.ok("cancel_order", {"order_id": order.order_id})
 
