@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -32,15 +33,8 @@ from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest
 
 from catalyst_mcp.brokers import alpaca_mapping as wire
 from catalyst_mcp.brokers import alpaca_orders as orders
-from catalyst_mcp.brokers.alpaca_calls import (
-    AlpacaTuning,
-    SdkCalls,
-    credentials,
-    endpoints_for,
-    expect,
-    harden,
-    none_if_missing,
-)
+from catalyst_mcp.brokers.alpaca_calls import SdkCalls, expect, harden, none_if_missing
+from catalyst_mcp.brokers.alpaca_config import AlpacaTuning, credentials, endpoints_for
 from catalyst_mcp.brokers.alpaca_data import AlpacaMarketData
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import BrokerMode, Market, Side
@@ -317,11 +311,21 @@ def _grouped(order: Order) -> bool:
     return wire.wire_value(order.order_class) not in ("", "simple")
 
 
-@asynccontextmanager
-async def open_alpaca(
-    settings: Settings, profile: MarketProfile, clock: Clock
-) -> AsyncIterator[tuple[Broker, MarketData]]:
-    """The Alpaca broker and market data for `settings`; fails with one line if they cannot be used."""
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The adapter's two halves over their SDK clients; ``close`` ends the clients' sessions."""
+
+    broker: AlpacaBroker
+    market_data: AlpacaMarketData
+    clients: tuple[TradingClient, StockHistoricalDataClient]
+
+    def close(self) -> None:
+        for client in self.clients:
+            client._session.close()
+
+
+def build_alpaca(settings: Settings, profile: MarketProfile, clock: Clock) -> Opened:
+    """The SDK clients and the adapter for ``settings`` (no request is made)."""
     if profile.market is not Market.US:
         raise OperatorNeeded("Alpaca trades US equities only: set CATALYST_MARKET=US")
     where = endpoints_for(settings)
@@ -334,11 +338,21 @@ async def open_alpaca(
     calls = SdkCalls(tuning, (key, secret))
     broker = AlpacaBroker(trading, calls, mode=where.mode, clock=clock, cancel_wait=tuning.cancel_wait)
     market_data = AlpacaMarketData(data, calls, feed=settings.alpaca_feed, clock=clock)
+    return Opened(broker, market_data, (trading, data))
+
+
+@asynccontextmanager
+async def open_alpaca(
+    settings: Settings, profile: MarketProfile, clock: Clock
+) -> AsyncIterator[tuple[Broker, MarketData]]:
+    """The Alpaca broker and market data for `settings`, checked with one request; fails with one line if they
+    cannot be used. (A server opens them lazily instead: ``alpaca_lazy.open_alpaca_lazily``.)"""
+    opened = build_alpaca(settings, profile, clock)
+    where = endpoints_for(settings)
     log.info("alpaca: %s trading at %s, data at %s (%s feed)", where.mode.value, where.trading_url, where.data_url,
              settings.alpaca_feed)  # fmt: skip
     try:
-        await broker.verify()
-        yield broker, market_data
+        await opened.broker.verify()
+        yield opened.broker, opened.market_data
     finally:
-        for client in (trading, data):
-            client._session.close()
+        opened.close()

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Final, TypeVar
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 import anyio
 from alpaca.common.exceptions import APIError
@@ -16,74 +14,15 @@ from alpaca.common.rest import RESTClient
 from requests.exceptions import RequestException
 
 from catalyst_mcp.brokers import alpaca_mapping as wire
+from catalyst_mcp.brokers.alpaca_config import (
+    AlpacaTuning,
+)
 from catalyst_mcp.brokers.alpaca_transport import FastSession
-from catalyst_mcp.config import Settings
-from catalyst_mcp.domain.enums import BrokerMode
 from catalyst_mcp.domain.errors import CatalystError, OperatorNeeded, TemporaryFailure
 
 T = TypeVar("T")
 M = TypeVar("M")
 log = logging.getLogger("catalyst_mcp.brokers.alpaca")
-
-PAPER_URL: Final = "https://paper-api.alpaca.markets"
-LIVE_URL: Final = "https://api.alpaca.markets"
-DATA_URL: Final = "https://data.alpaca.markets"
-
-
-@dataclass(frozen=True, slots=True)
-class AlpacaTuning:
-    """How long and how often to try (settings ``alpaca_timeout_seconds``, ``alpaca_read_retries``,
-    ``alpaca_retry_backoff_seconds``, ``alpaca_max_threads``, ``alpaca_cancel_wait_seconds``)."""
-
-    timeout: float = 10.0  # per request, to connect and to read
-    read_retries: int = 1  # extra attempts of an idempotent read after a temporary failure
-    retry_backoff: float = 0.25  # seconds before a read's retry (awaited; no worker thread sleeps)
-    max_threads: int = 8  # concurrent SDK calls; more wait for a slot
-    cancel_wait: float = 5.0  # seconds to await a cancelled order's final state
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AlpacaTuning:
-        return cls(
-            timeout=settings.alpaca_timeout_seconds,
-            read_retries=settings.alpaca_read_retries,
-            retry_backoff=settings.alpaca_retry_backoff_seconds,
-            max_threads=settings.alpaca_max_threads,
-            cancel_wait=settings.alpaca_cancel_wait_seconds,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AlpacaEndpoints:
-    mode: BrokerMode
-    trading_url: str
-    data_url: str
-
-
-def _origin(url: str) -> str:
-    """The bare origin the SDK expects (it appends /v2 itself)."""
-    return url.rstrip("/").removesuffix("/v2")
-
-
-def endpoints_for(settings: Settings) -> AlpacaEndpoints:
-    """Paper unless live is asked for twice; an explicit URL wins but may not contradict the mode."""
-    mode = settings.broker_mode
-    if mode is BrokerMode.LIVE and not settings.allow_live:
-        raise OperatorNeeded("live trading needs both CATALYST_BROKER_MODE=live and CATALYST_ALLOW_LIVE=yes")
-    trading = _origin(settings.alpaca_url or (LIVE_URL if mode is BrokerMode.LIVE else PAPER_URL))
-    host = urlsplit(trading).hostname
-    if mode is BrokerMode.PAPER and host == urlsplit(LIVE_URL).hostname:
-        raise OperatorNeeded("paper mode, but CATALYST_ALPACA_URL points at Alpaca's live endpoint")
-    if mode is BrokerMode.LIVE and host == urlsplit(PAPER_URL).hostname:
-        raise OperatorNeeded("live mode, but CATALYST_ALPACA_URL points at Alpaca's paper endpoint")
-    return AlpacaEndpoints(mode, trading, _origin(settings.alpaca_data_url or DATA_URL))
-
-
-def credentials(settings: Settings) -> tuple[str, str]:
-    key = settings.alpaca_key_id.get_secret_value() if settings.alpaca_key_id else ""
-    secret = settings.alpaca_secret_key.get_secret_value() if settings.alpaca_secret_key else ""
-    if not key or not secret:
-        raise OperatorNeeded("the Alpaca broker needs APCA_API_KEY_ID and APCA_API_SECRET_KEY")
-    return key, secret
 
 
 def harden(client: RESTClient, tuning: AlpacaTuning) -> None:

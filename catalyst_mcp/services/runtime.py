@@ -78,9 +78,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
         broker: Broker
         market_data: MarketData
         if settings.broker is BrokerKind.ALPACA:
-            from catalyst_mcp.brokers.alpaca import open_alpaca  # imported only when chosen: the SDK is heavy
+            from catalyst_mcp.brokers.alpaca_lazy import open_alpaca_lazily
 
-            broker, market_data = await stack.enter_async_context(open_alpaca(settings, profile, wall))
+            broker, market_data = await stack.enter_async_context(open_alpaca_lazily(settings, profile, wall))
         else:
             # The simulated exchange is a venue of its own: its own small pool, never the request pool.
             sim_pool = await create_pool(uri, min_size=1, max_size=4)

@@ -6,7 +6,7 @@ import pytest
 from mcp import Client
 
 from catalyst_mcp.brokers.alpaca import open_alpaca
-from catalyst_mcp.brokers.alpaca_calls import DATA_URL, LIVE_URL, PAPER_URL, endpoints_for
+from catalyst_mcp.brokers.alpaca_config import DATA_URL, LIVE_URL, PAPER_URL, endpoints_for
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.enums import BrokerMode
 from catalyst_mcp.domain.errors import OperatorNeeded
