@@ -425,14 +425,18 @@ def duplicate_order(s: RiskSnapshot, limits: RiskLimits) -> Check:
             if sent
             else f"an approval for a {side.value} of {symbol} is outstanding: execute it or let it expire"
         )
-        return _fail("duplicate_order", f"{seconds}s", f"{len(sent) + len(approved)} recent", what)
+        count = len(sent) + sum(a.count for a in approved)
+        return _fail("duplicate_order", f"{seconds}s", f"{count} recent", what)
     return _ok("duplicate_order", f"{seconds}s", "0 recent")
 
 
 def order_rate(s: RiskSnapshot, limits: RiskLimits) -> Check:
     """Orders sent in the last minute and today, each counting every outstanding approval as sent now."""
-    outstanding = len(s.approvals)
-    last_minute = sum(1 for o in s.recent_orders if s.now - o.at < timedelta(minutes=1)) + outstanding
+    outstanding = s.outstanding
+    minute = s.orders_last_minute
+    if minute is None:
+        minute = sum(1 for o in s.recent_orders if s.now - o.at < timedelta(minutes=1))
+    last_minute = minute + outstanding
     today = (len(s.recent_orders) if s.orders_today is None else s.orders_today) + outstanding
     pending = f" ({outstanding} approved, not yet sent)" if outstanding else ""
     if last_minute >= limits.max_orders_per_minute:

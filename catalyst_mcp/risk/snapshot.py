@@ -40,7 +40,8 @@ class Reservation:
     side: Side
     quantity: Decimal
     value: Decimal  # quantity × the price it was approved at
-    at: datetime  # when it was issued
+    at: datetime  # when it was issued (the earliest, for a group)
+    count: int = 1  # approvals this one stands for (the snapshot groups them by symbol and side)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class RiskSnapshot:
     # each other until they expire.
     at_execution: bool = False
     orders_today: int | None = None  # today's orders when ``recent_orders`` lists only the recent ones
+    orders_last_minute: int | None = None  # the last minute's orders when ``recent_orders`` lists fewer
+
+    @cached_property
+    def outstanding(self) -> int:
+        """How many approvals are outstanding (other than the one being judged)."""
+        return sum(a.count for a in self.approvals)
 
     @cached_property
     def _size_approvals(self) -> tuple[Reservation, ...]:

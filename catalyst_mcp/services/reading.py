@@ -86,7 +86,7 @@ async def read_snapshot(
             now=wall,
             day_start=day_start,
             trading_day=local.date(),
-            recent_since=wall - timedelta(seconds=max(60, rt.settings.risk.duplicate_window_seconds)),
+            recent_since=wall - timedelta(seconds=rt.settings.risk.duplicate_window_seconds),
             exclude_approval=exclude_approval,
             agent_id=agent_id,
         )
@@ -116,6 +116,7 @@ async def read_snapshot(
         last_sync_ok=book.last_sync_ok,
         recent_orders=book.recent,
         orders_today=book.orders_today,
+        orders_last_minute=book.orders_last_minute,
         market_now=market_now,
         approved_reference=approved_reference,
         approvals=book.approvals,

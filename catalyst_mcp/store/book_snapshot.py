@@ -34,18 +34,21 @@ SELECT
           FROM orders
           WHERE market = $1 AND status IN {_WORKING} AND role IN ('entry', 'exit')
             AND approval_id IS DISTINCT FROM $5) AS working,
-    ARRAY(SELECT ROW(symbol, side, quantity, quantity * COALESCE(reference_price, limit_price, 0), created_at)
+    ARRAY(SELECT ROW(symbol, side, sum(quantity), sum(quantity * COALESCE(reference_price, limit_price, 0)),
+                     min(created_at), count(*))
           FROM risk_decisions
           WHERE market = $1 AND approval_id IS NOT NULL AND used_at IS NULL AND expires_at > $2
-            AND approval_id IS DISTINCT FROM $5) AS approvals,
+            AND approval_id IS DISTINCT FROM $5
+          GROUP BY symbol, side) AS approvals,
     ARRAY(SELECT ROW(symbol, side, created_at)
           FROM orders
           WHERE market = $1 AND created_at >= GREATEST($3::timestamptz, $6::timestamptz) AND role IN ('entry', 'exit')
             AND approval_id IS DISTINCT FROM $5
             AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS recent,
-    (SELECT count(*) FROM orders
+    (SELECT ROW(count(*), count(*) FILTER (WHERE created_at > $2::timestamptz - interval '1 minute'))
+     FROM orders
      WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit') AND approval_id IS DISTINCT FROM $5
-       AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS today,
+       AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS counts,
     (SELECT ROW(cycle_id, mode, updated_at) FROM cycles
      WHERE agent_id = $7 AND market = $1 AND status = 'active') AS agent_cycle
 """
@@ -59,6 +62,7 @@ class BookSnapshot:
     approvals: tuple[Reservation, ...]
     recent: tuple[RecentOrder, ...]  # today's orders sent since ``recent_since``
     orders_today: int
+    orders_last_minute: int
     state: TradingState
     last_sync_ok: bool
     start_equity: Decimal | None
@@ -84,9 +88,10 @@ async def read_book_snapshot(
     exclude_approval: UUID | None = None,
     agent_id: str | None = None,
 ) -> BookSnapshot:
-    """One statement. ``recent_since``: how far back today's orders are listed one by one (the pace and
-    duplicate windows); the rest of the day is a count. ``exclude_approval``: the approval being executed (its
-    own reservation and its own order, when a replay resumes one, are not counted against it)."""
+    """One statement. ``recent_since``: how far back today's orders are listed one by one (the duplicate
+    window); the last minute and the day are counts. Outstanding approvals come grouped by symbol and side.
+    ``exclude_approval``: the approval being executed (its own reservation and its own order, when a replay
+    resumes one, are not counted against it)."""
     row = await conn.fetchrow(
         _SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval, recent_since, agent_id
     )
@@ -101,9 +106,10 @@ async def read_book_snapshot(
         positions=positions,
         working=working,
         working_entries=sum(1 for w in row["working"] if w[2] == "entry"),
-        approvals=tuple(Reservation(a[0], Side(a[1]), a[2], a[3], a[4]) for a in row["approvals"]),
+        approvals=tuple(Reservation(a[0], Side(a[1]), a[2], a[3], a[4], int(a[5])) for a in row["approvals"]),
         recent=tuple(RecentOrder(r[0], Side(r[1]), r[2]) for r in row["recent"]),
-        orders_today=int(row["today"]),
+        orders_today=int(row["counts"][0]),
+        orders_last_minute=int(row["counts"][1]),
         state=TradingState(row["state"]) if row["state"] is not None else TradingState.ACTIVE,
         last_sync_ok=not row["sync_refused"],
         start_equity=row["start_equity"],
