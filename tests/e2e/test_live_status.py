@@ -4,23 +4,18 @@ subscribed on the other (in both protocol eras) following every phase change thr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import asyncpg
 import pytest
 from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification
+
+from tests.e2e.processes import servers_on_a_fresh_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 
@@ -28,55 +23,11 @@ CURRENT = "catalyst://cycles/current"
 WAIT_S = 20
 
 
-def _admin(pg_uri: str, statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(pg_uri)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    anyio.run(run)
-
-
-def _serve(database_url: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
-    env.update({"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    return proc
-
-
-def _url_of(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
-        if line.startswith("listening on "):
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
-            return line.removeprefix("listening on ").strip()
-    raise AssertionError(f"server exited with {proc.wait()}")
-
-
 @pytest.fixture(scope="module")
 def two_servers(pg_uri: str) -> Iterator[tuple[str, str]]:
     """Two server processes on one fresh database (shared by this module's tests; agents differ per test)."""
-    name = f"live_{uuid.uuid4().hex[:12]}"
-    _admin(pg_uri, f"CREATE DATABASE {name} TEMPLATE catalyst_template")
-    database_url = urlunsplit(urlsplit(pg_uri)._replace(path=f"/{name}"))
-    procs = [_serve(database_url) for _ in range(2)]
-    try:
-        first, second = (_url_of(p) for p in procs)
-        yield first, second
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=20)
-        _admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with servers_on_a_fresh_database(pg_uri, 2, prefix="live") as (urls, _):
+        yield urls[0], urls[1]
 
 
 class Observer:

@@ -66,6 +66,15 @@ class Desk:
     async def execute(self, approval_id: str, **extra: Any) -> dict[str, Any]:
         return await self.ok("execute_trade", approval_id=approval_id, **extra)
 
+    async def resting(self, symbol: str, side: str, quantity: str) -> dict[str, Any]:
+        """A limit order that rests at the simulated exchange: a buy 3% under the bid, a sell 4% over the ask."""
+        quote = await self.ok("get_quote", symbol=symbol)
+        away = D(quote["bid"]) * D("0.97") if side == "buy" else D(quote["ask"]) * D("1.04")
+        limit = str(away.quantize(D("0.01")))
+        placed = await self.execute(await self.approve(symbol, side, quantity, order_type="limit", limit_price=limit))
+        assert placed["status"] == "accepted", placed
+        return placed
+
     async def value(self, sql: str, *args: Any) -> Any:
         async with self.rt.pool.acquire() as conn:
             return await conn.fetchval(sql, *args)
@@ -298,10 +307,7 @@ async def test_a_resting_exit_leaves_only_the_rest_of_the_position_to_sell(
 ) -> None:
     async with desk(database_url, clock, **OPEN_PACE) as d:
         await d.execute(await d.approve("AAPL", "buy", "10"))
-        ask = D((await d.ok("get_quote", symbol="AAPL"))["ask"])
-        far = str((ask * D("1.04")).quantize(D("0.01")))
-        resting = await d.execute(await d.approve("AAPL", "sell", "6", order_type="limit", limit_price=far))
-        assert resting["status"] == "accepted"
+        await d.resting("AAPL", "sell", "6")
 
         too_many = await d.check("AAPL", "sell", "5")
         rest = await d.check("AAPL", "sell", "4")
@@ -318,10 +324,7 @@ async def test_resting_buys_of_new_symbols_count_toward_the_open_positions(
 ) -> None:
     async with desk(database_url, clock, max_open_positions=2, **OPEN_PACE) as d:
         for symbol in ("KO", "JPM"):
-            bid = D((await d.ok("get_quote", symbol=symbol))["bid"])
-            limit = str((bid * D("0.97")).quantize(D("0.01")))
-            placed = await d.execute(await d.approve(symbol, "buy", "10", order_type="limit", limit_price=limit))
-            assert placed["status"] == "accepted"
+            await d.resting(symbol, "buy", "10")
 
         third = await d.check("MSFT", "buy", "1")
 
@@ -422,9 +425,7 @@ async def test_cancelling_a_resting_exit_protects_the_whole_position_again(
 ) -> None:
     async with desk(database_url, clock, **OPEN_PACE) as d:
         await d.execute(await d.approve("AAPL", "buy", "10"))
-        ask = D((await d.ok("get_quote", symbol="AAPL"))["ask"])
-        far = str((ask * D("1.04")).quantize(D("0.01")))
-        resting = await d.execute(await d.approve("AAPL", "sell", "4", order_type="limit", limit_price=far))
+        resting = await d.resting("AAPL", "sell", "4")
         stops = [o.quantity for o in (await d.sim.status()).orders if o.type == "stop"]
         assert stops == [D(6)]
 
@@ -487,10 +488,7 @@ async def test_a_halt_on_the_daily_loss_cancels_the_resting_entries(database_url
         ask = D((await d.ok("get_quote", symbol="NVDA"))["ask"])
         quantity = str(int(D(19000) / ask))
         await d.execute(await d.approve("NVDA", "buy", quantity))
-        bid = D((await d.ok("get_quote", symbol="KO"))["bid"])
-        limit = str((bid * D("0.97")).quantize(D("0.01")))
-        resting = await d.execute(await d.approve("KO", "buy", "10", order_type="limit", limit_price=limit))
-        assert resting["status"] == "accepted"
+        resting = await d.resting("KO", "buy", "10")
         await d.sim.move_price("NVDA", D("-12"))
 
         decision = await d.check("JPM", "buy", "1")
@@ -505,16 +503,15 @@ async def test_a_halt_set_elsewhere_cancels_resting_entries_at_the_next_use_of_t
     database_url: str, clock: FixedClock
 ) -> None:
     async with desk(database_url, clock, **OPEN_PACE) as d:
-        bid = D((await d.ok("get_quote", symbol="KO"))["bid"])
-        limit = str((bid * D("0.97")).quantize(D("0.01")))
-        resting = await d.execute(await d.approve("KO", "buy", "10", order_type="limit", limit_price=limit))
+        resting = await d.resting("KO", "buy", "10")
         await d.halt_in_database()
 
         refused = await d.check("KO", "buy", "1")
 
         assert not refused["approved"]
         assert await d.value("SELECT status FROM orders WHERE order_id = $1", resting["order_id"]) == "cancelled"
-        await d.sim.pin_price("KO", D(limit) * D("0.9"))
+        limit = await d.value("SELECT limit_price FROM orders WHERE order_id = $1", resting["order_id"])
+        await d.sim.pin_price("KO", limit * D("0.9"))  # it would fill now, were it still working
         assert await d.broker_book() == {}, "the resting buy filled after the halt"
 
 

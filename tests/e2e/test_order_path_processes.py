@@ -6,17 +6,11 @@ controls directly."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import asyncpg
@@ -28,43 +22,12 @@ from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import US_PROFILE
 from catalyst_mcp.store.migrate import create_pool
+from tests.e2e.processes import servers_on_a_fresh_database
 
 pytestmark = pytest.mark.anyio
 
 D = Decimal
 WAIT_S = 90
-
-
-def _admin(pg_uri: str, statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(pg_uri)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    anyio.run(run)
-
-
-def _serve(database_url: str, env_extra: dict[str, str]) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
-    env.update({"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING", **env_extra})
-    return subprocess.Popen(
-        [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def _url_of(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
-        if line.startswith("listening on "):
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
-            return line.removeprefix("listening on ").strip()
-    raise AssertionError(f"server exited with {proc.wait()}")
 
 
 @dataclass
@@ -78,19 +41,8 @@ def servers(pg_uri: str, request: pytest.FixtureRequest) -> Iterator[Pair]:
     """Two server processes on one fresh database, with the risk settings the test is marked with."""
     marker = request.node.get_closest_marker("risk")
     env = {f"CATALYST_RISK__{k.upper()}": str(v) for k, v in (marker.kwargs if marker else {}).items()}
-    name = f"proc_{uuid.uuid4().hex[:12]}"
-    _admin(pg_uri, f"CREATE DATABASE {name} TEMPLATE catalyst_template")
-    database_url = urlunsplit(urlsplit(pg_uri)._replace(path=f"/{name}"))
-    procs = [_serve(database_url, env) for _ in range(2)]
-    try:
-        first, second = (_url_of(p) for p in procs)
-        yield Pair((first, second), database_url)
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        _admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with servers_on_a_fresh_database(pg_uri, 2, env, prefix="proc") as (urls, database_url):
+        yield Pair((urls[0], urls[1]), database_url)
 
 
 @dataclass

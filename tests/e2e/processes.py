@@ -1,0 +1,68 @@
+"""Server processes for end-to-end tests: ``catalyst-mcp serve --http --port 0`` on a database of their own, and
+the address each prints once it is ready (no sleeping: the line is read as it comes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+
+
+def admin(pg_uri: str, statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(pg_uri)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    anyio.run(run)
+
+
+def serve(database_url: str, env_extra: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env.update({"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING", **(env_extra or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def url_of(proc: subprocess.Popen[str]) -> str:
+    assert proc.stderr is not None
+    for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
+        if line.startswith("listening on "):
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+            return line.removeprefix("listening on ").strip()
+    raise AssertionError(f"server exited with {proc.wait()}")
+
+
+@contextmanager
+def servers_on_a_fresh_database(
+    pg_uri: str, count: int = 2, env_extra: Mapping[str, str] | None = None, prefix: str = "e2e"
+) -> Iterator[tuple[list[str], str]]:
+    """``count`` server processes on one new database cloned from the migrated template: their URLs and the
+    database's; everything is stopped and dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin(pg_uri, f"CREATE DATABASE {name} TEMPLATE catalyst_template")
+    database_url = urlunsplit(urlsplit(pg_uri)._replace(path=f"/{name}"))
+    procs = [serve(database_url, env_extra) for _ in range(count)]
+    try:
+        yield [url_of(p) for p in procs], database_url
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
