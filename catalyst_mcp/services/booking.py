@@ -80,7 +80,14 @@ async def record_answer(
 
 
 async def record_unsent(
-    rt: Runtime, conn: asyncpg.Connection, order: OrderRecord, status: OrderStatus, reason: str, caller: Caller
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    order: OrderRecord,
+    status: OrderStatus,
+    reason: str,
+    caller: Caller,
+    *,
+    tool: str = "execute_trade",
 ) -> OrderRecord:
     """End an order that never reached the broker (refused by a re-check, or the broker refused it outright)."""
     async with conn.transaction():
@@ -95,12 +102,7 @@ async def record_unsent(
             at=rt.clock.now(),
         )
         await audit(
-            conn,
-            caller,
-            "execute_trade",
-            {"client_order_id": order.client_order_id},
-            f"{status.value}: {reason}",
-            order.cycle_id,
+            conn, caller, tool, {"client_order_id": order.client_order_id}, f"{status.value}: {reason}", order.cycle_id
         )
     return updated
 

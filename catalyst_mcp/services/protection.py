@@ -142,7 +142,7 @@ async def reprotect(
     try:
         placed = await rt.broker.protect(symbol, exit_side, quantity, stop, target, client_order_id)
     except BrokerRejected as exc:
-        await record_unsent(rt, conn, row, OrderStatus.REJECTED, f"protection refused: {exc}", caller)
+        await record_unsent(rt, conn, row, OrderStatus.REJECTED, f"protection refused: {exc}", caller, tool=tool)
         log.error("could not protect %s: %s", what, exc)
         return []
     except CatalystError as exc:
