@@ -83,6 +83,36 @@ async def clear_for_exit(
     return Levels(stop, target)
 
 
+async def refit_after_sync(
+    rt: Runtime, conn: asyncpg.Connection, symbols: set[str], caller: Caller, *, tool: str
+) -> None:
+    """A sync changed these symbols' positions outside any order of ours (gone, smaller, the other side): the
+    protective legs working for them no longer fit. Cancel them and protect what the book now holds (nothing,
+    for a position that is gone). A failure is logged and audited; the sync itself stands."""
+    for symbol in sorted(symbols):
+        legs = [o for o in await orders_repo.working(conn, rt.profile.market, symbol=symbol) if o.role.is_leg]
+        if not legs:
+            continue
+        stop: Decimal | None = None
+        target: Decimal | None = None
+        try:
+            for leg in legs:
+                if leg.broker_order_id is None:
+                    continue
+                final = await rt.broker.cancel_order(leg.broker_order_id)
+                await record_answer(rt, conn, leg, final, caller, tool=tool)
+                if leg.role is OrderRole.STOP_LOSS:
+                    stop = leg.stop_price
+                else:
+                    target = leg.limit_price
+        except CatalystError as exc:
+            log.error("the protective legs of %s could not be refitted after a sync: %s", symbol, exc)
+            async with conn.transaction():
+                await audit(conn, caller, tool, {"refit": symbol}, f"legs of {symbol} not refitted: {exc}", None)
+            continue
+        await reprotect(rt, conn, symbol, Levels(stop, target), caller, tool=tool)
+
+
 async def reprotect(
     rt: Runtime,
     conn: asyncpg.Connection,

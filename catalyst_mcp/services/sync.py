@@ -26,6 +26,7 @@ from catalyst_mcp.markets.lots import lot_lookup
 from catalyst_mcp.reconcile.describe import describe_changes, describe_rest, plan_json
 from catalyst_mcp.reconcile.diff import diff, looks_like_outage
 from catalyst_mcp.reconcile.plan import ChangeKind, InFlight, SyncPlan
+from catalyst_mcp.services import protection
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.orders import has_news, record_news
 from catalyst_mcp.services.runtime import Runtime
@@ -117,9 +118,13 @@ async def sync_positions(
             else [o.client_order_id for o in await record_news(rt, conn, working, view.latest, caller, tool=TOOL)]
         )
         try:
-            return await run.reconcile(conn, view.positions, flying, refreshed)
+            result = await run.reconcile(conn, view.positions, flying, refreshed)
         except BookChanged as exc:
             return await run.refuse(conn, str(exc), refreshed)
+        if result.changes_made:
+            moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
+            await protection.refit_after_sync(rt, conn, moved, caller, tool=TOOL)
+        return result
 
 
 class _Run:

@@ -601,3 +601,22 @@ async def test_unknown_approvals_of_another_market_are_unknown_here(database_url
     async with desk(database_url, clock) as d:
         text = await d.error("execute_trade", approval_id=str(uuid.uuid4()))
         assert "unknown approval" in text
+
+
+async def test_a_sync_that_closes_or_shrinks_a_protected_position_refits_its_legs_at_the_broker(
+    database_url: str, clock: FixedClock
+) -> None:
+    """A stop left working for shares that are gone would sell shares the account does not hold."""
+    async with desk(database_url, clock, **OPEN_PACE) as d:
+        for symbol in ("AAPL", "KO", "JPM"):
+            await d.execute(await d.approve(symbol, "buy", "10"))
+        await d.sim.set_position("AAPL", D(0))  # sold elsewhere
+        await d.sim.set_position("KO", D(6))  # partly sold elsewhere
+
+        synced = await d.ok("sync_positions")
+
+        assert synced["phantoms_closed"] == ["AAPL"] and synced["refused"] is None
+        stops = {o.symbol: o.quantity for o in (await d.sim.status()).orders if o.type == "stop"}
+        assert stops == {"KO": D(6), "JPM": D(10)}
+        held = {p["symbol"]: p["stop_loss"] for p in (await d.ok("get_portfolio"))["positions"]}
+        assert set(held) == {"KO", "JPM"} and all(held.values())
