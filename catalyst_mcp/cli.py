@@ -1,4 +1,4 @@
-"""The ``catalyst-mcp`` command: serve, agent, status, reset."""
+"""The ``catalyst-mcp`` command: serve, agent, status, reset, and sim (the simulated exchange's controls)."""
 
 from __future__ import annotations
 
