@@ -142,7 +142,7 @@ async def throughput(url: str, mode: str, clients: int, seconds: float) -> Load:
     """Both tools over the same sessions, in alternating slices (so drifting load on the machine affects
     both alike), ``seconds`` of each in all."""
     async with AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(Client(url, mode=mode)) for _ in range(clients)]  # type: ignore[arg-type]
+        sessions = [await stack.enter_async_context(Client(url, mode=mode)) for _ in range(clients)]
         load = Load(sessions)
         for tool in TOOLS:
             await load.slice(tool, WARM_UP_S, record=False)

@@ -33,6 +33,7 @@ from catalyst_mcp.services.sync import sync_positions
 from catalyst_mcp.store import book_repo, repos
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 from catalyst_mcp.store.migrate import apply_migrations, create_pool
+from catalyst_mcp.store.records import AuditEntry
 
 SIZES = (100, 1_000, 10_000)
 RUNS = 5
@@ -125,7 +126,7 @@ async def apply_rowwise(conn: repos.Conn, plan: SyncPlan, sync_id: int, now: Any
     outcomes += [describe_fold(f, applied=True) for f in plan.folds]
     for outcome in outcomes:
         await repos.insert_audit(
-            conn, repos.AuditEntry(CALLER.name, CALLER.role, "sync_positions", ARGS, f"sync {sync_id}: {outcome}", None)
+            conn, AuditEntry(CALLER.name, CALLER.role, "sync_positions", ARGS, f"sync {sync_id}: {outcome}", None)
         )
 
 

@@ -41,7 +41,7 @@ def protocol_mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def client(server: Any, protocol_mode: str) -> AsyncIterator[Client]:
-    async with Client(server, mode=protocol_mode) as c:  # type: ignore[arg-type]
+    async with Client(server, mode=protocol_mode) as c:
         yield c
 
 

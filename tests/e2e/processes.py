@@ -39,13 +39,29 @@ def serve(database_url: str, env_extra: Mapping[str, str] | None = None) -> subp
     )
 
 
+_drains: dict[int, threading.Thread] = {}
+
+
 def url_of(proc: subprocess.Popen[str]) -> str:
     assert proc.stderr is not None
     for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
         if line.startswith("listening on "):
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+            drain = threading.Thread(target=proc.stderr.read, daemon=True)  # keep the pipe drained
+            drain.start()
+            _drains[proc.pid] = drain
             return line.removeprefix("listening on ").strip()
     raise AssertionError(f"server exited with {proc.wait()}")
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Terminate a server, wait for it, and close its pipe once it has been read to the end."""
+    proc.terminate()
+    proc.wait(timeout=30)
+    drain = _drains.pop(proc.pid, None)
+    if drain is not None:
+        drain.join(timeout=10)
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 @contextmanager
@@ -62,7 +78,5 @@ def servers_on_a_fresh_database(
         yield [url_of(p) for p in procs], database_url
     finally:
         for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+            stop(proc)
         admin(pg_uri, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -34,7 +34,7 @@ class Observer:
     """A client that re-reads the current cycles only when told something changed."""
 
     def __init__(self, url: str, mode: str) -> None:
-        self.client = Client(url, mode=mode, message_handler=self.on_message)  # type: ignore[arg-type]
+        self.client = Client(url, mode=mode, message_handler=self.on_message)
         self.notices = 0
         self._arrived = anyio.Event()
 

@@ -260,7 +260,7 @@ async def test_two_servers_on_one_database_serialise_their_executions_and_neithe
             async with Client(d.server) as client:
                 result = await client.call_tool("execute_trade", {"approval_id": approval_id})
                 assert not result.is_error, result.content
-                done.append(str(result.structured_content["status"]))  # type: ignore[index]
+                done.append(str(result.structured_content["status"]))
 
         with anyio.fail_after(60):
             async with anyio.create_task_group() as tg:

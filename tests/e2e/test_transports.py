@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+
+from tests.e2e import processes
 
 pytestmark = pytest.mark.anyio
 
@@ -65,25 +66,11 @@ async def test_a_full_cycle_runs_over_stdio_against_a_child_server(database_url:
 @pytest.fixture
 def http_url(database_url: str) -> Iterator[str]:
     """A server process on a free port; its URL is read from its 'listening on' line (no sleeps)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
-        env=server_env(database_url),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = processes.serve(database_url)
     try:
-        assert proc.stderr is not None
-        url = None
-        for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
-            if line.startswith("listening on "):
-                url = line.removeprefix("listening on ").strip()
-                break
-        assert url is not None, f"server exited with {proc.wait()}"
-        yield url
+        yield processes.url_of(proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        processes.stop(proc)
 
 
 @pytest.fixture(params=["auto", "legacy"])

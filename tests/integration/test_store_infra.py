@@ -142,6 +142,9 @@ def test_a_server_orphaned_by_a_killed_holder_is_restarted(data_dir: pathlib.Pat
     finally:
         holder.kill()
         holder.wait(timeout=10)
+        for pipe in (holder.stdin, holder.stdout):
+            if pipe is not None:
+                pipe.close()
     started_by_holder = _postmaster_pid(data_dir)
 
     # The holder died without cleaning up; its server still answers, so it is kept.

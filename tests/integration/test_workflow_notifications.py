@@ -118,7 +118,7 @@ async def test_a_subscriber_of_either_era_is_notified_of_each_phase_and_reads_it
     server: MCPServer[Runtime], agent: Client, mode: str
 ) -> None:
     notices = Notices()
-    observer = Client(server, mode=mode, message_handler=notices.legacy_handler)  # type: ignore[arg-type]
+    observer = Client(server, mode=mode, message_handler=notices.legacy_handler)
     async with observer, anyio.create_task_group() as tg:
         if mode == "legacy":
             await observer.session.subscribe_resource(CURRENT)
@@ -311,7 +311,7 @@ async def test_cycle_report_asks_for_a_summary_with_the_cycles_record(agent: Cli
 
 async def test_the_watch_view_is_redrawn_from_notifications_not_polling(agent: Client, runtime: Runtime) -> None:
     send, receive = anyio.create_memory_object_stream[StatusView](10)
-    async with anyio.create_task_group() as tg:
+    async with send, receive, anyio.create_task_group() as tg:
         tg.start_soon(lambda: follow(runtime, send.send_nowait, refresh_s=3600, min_redraw_s=0))
         with anyio.fail_after(WAIT_S):
             assert (await receive.receive()).cycles == ()

@@ -6,7 +6,7 @@ import os
 import re
 import string
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -254,10 +254,11 @@ def test_an_unknown_argument_with_a_line_break_in_its_name_still_gives_one_line(
     assert "\n" not in complaint({**GOOD, "bad\nname": 1})
 
 
+CONTROL_CHARACTERS: tuple[Literal["Cc"]] = ("Cc",)
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=5)
 argument_names = st.sampled_from([*GOOD, "limit_price"]) | st.text(
-    alphabet=st.characters(codec="ascii", exclude_categories=("Cc",), exclude_characters=";"),
+    alphabet=st.characters(codec="ascii", exclude_categories=CONTROL_CHARACTERS, exclude_characters=";"),
     min_size=1,
     max_size=10,
 )

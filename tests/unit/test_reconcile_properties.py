@@ -122,9 +122,9 @@ def check(market: Market, case: tuple[dict[int, Row], list[BrokerPosition], set[
         assert result.get(code) == want, code
     # Every symbol outside flight is held in one canonically spelled row afterwards.
     for row in after.values():
-        code = canonical_symbol(market, row.symbol)
-        if code not in flying:
-            assert row.symbol == code
+        canonical = canonical_symbol(market, row.symbol)
+        if canonical not in flying:
+            assert row.symbol == canonical
     # Nothing of a symbol in flight is touched.
     touched = {canonical_symbol(market, rows[c.position_id].symbol) for c in plan.closes}
     touched |= {canonical_symbol(market, rows[u.position_id].symbol) for u in plan.updates}
