@@ -34,11 +34,11 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the emulator lives with the tests
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.logs import configure_logging
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import open_runtime
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 from tests.fakes.alpaca_emulator import AlpacaEmulator, serve
 from tests.fakes.alpaca_harness import KEY_ID, SECRET, alpaca_settings

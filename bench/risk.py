@@ -33,10 +33,11 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import load_settings
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.server.http import serve_app
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 
 HOST = "127.0.0.1"

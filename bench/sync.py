@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.markets.clocks import SystemClock
@@ -28,7 +29,7 @@ from catalyst_mcp.reconcile.describe import describe_change, describe_fold, plan
 from catalyst_mcp.reconcile.diff import diff
 from catalyst_mcp.reconcile.plan import SyncPlan
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.sync import sync_positions
 from catalyst_mcp.store import book_repo, repos
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres

@@ -82,11 +82,11 @@ def _symbol(settings: Settings, raw: str | None) -> str:
 
 @asynccontextmanager
 async def _controls(settings: Settings) -> AsyncIterator[SimControls]:
+    from catalyst_mcp.bootstrap import open_pool
     from catalyst_mcp.brokers.sim_controls import SimControls
     from catalyst_mcp.brokers.simulated import SimExchange
     from catalyst_mcp.markets.clocks import SystemClock
     from catalyst_mcp.markets.profiles import profile_for
-    from catalyst_mcp.services.runtime import open_pool
 
     profile = profile_for(settings.market)
     await anyio.to_thread.run_sync(profile.warm_up)

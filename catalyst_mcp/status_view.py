@@ -13,11 +13,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from catalyst_mcp.bootstrap import database_uri, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.server.tools_status import status_out
 from catalyst_mcp.services import workflow
 from catalyst_mcp.services.notify import ChangeListener
-from catalyst_mcp.services.runtime import Runtime, database_uri, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 
 # Without any change, redraw this often so "seen … ago" and abandonment stay true.

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from catalyst_mcp import __version__
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.server import (
     prompts,
@@ -22,7 +23,7 @@ from catalyst_mcp.server import (
 from catalyst_mcp.server.toolkit import Toolkit
 from catalyst_mcp.server.validation import StrictArguments
 from catalyst_mcp.services.notify import ChangeFeed
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 
 INSTRUCTIONS = """Catalyst MCP trades equities through risk-checked tools. Call them in this order:
 start_cycle → get_portfolio → scan_market → get_quote → check_risk → execute_trade → log_decision

@@ -22,10 +22,11 @@ from mcp.server.subscriptions import (
     ToolsListChanged,
 )
 
+from catalyst_mcp.bootstrap import database_uri
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.services import workflow
-from catalyst_mcp.services.runtime import Runtime, database_uri
+from catalyst_mcp.services.runtime import Runtime
 
 _log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import open_runtime
 from tests.fakes.alpaca_emulator import AlpacaEmulator, serve
 from tests.fakes.alpaca_harness import KEY_ID, SECRET, alpaca_settings
 

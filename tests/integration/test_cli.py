@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from catalyst_mcp.agent.client import ToolClient
 from catalyst_mcp.agent.loop import ListReporter, run_cycle
 from catalyst_mcp.agent.policy import RulesPolicy
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import open_runtime
 
 FULL_BAR = "[✓ INIT][✓ PORTFOLIO][✓ SCAN][✓ ANALYZE][✓ DECIDE][✓ VALIDATE][✓ EXECUTE][✓ MONITOR][✓ LOG][✓ COMPLETE]"
 

@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
+from catalyst_mcp.bootstrap import open_pool
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.cli import app
 from catalyst_mcp.config import Settings
@@ -24,7 +25,6 @@ from catalyst_mcp.domain.errors import TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, OrderIntent
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import profile_for
-from catalyst_mcp.services.runtime import open_pool
 
 D = Decimal
 T = TypeVar("T")

@@ -11,6 +11,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings
@@ -18,7 +19,7 @@ from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.sync import SyncResult, sync_positions
 
 D = Decimal

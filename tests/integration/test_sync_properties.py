@@ -11,12 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.markets.symbols import canonical_symbol
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.sync import sync_positions
 
 D = Decimal

@@ -14,13 +14,14 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
+from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.errors import Conflict
 from catalyst_mcp.domain.phases import IllegalTransition, Phase, PhaseStatus
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services import workflow
-from catalyst_mcp.services.runtime import Runtime, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 

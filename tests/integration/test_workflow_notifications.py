@@ -17,13 +17,14 @@ from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp_types import ResourceUpdatedNotification
 from rich.console import Console
 
+from catalyst_mcp.bootstrap import database_uri, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services import workflow
 from catalyst_mcp.services.notify import ChangeListener, PgSubscriptionBus, events_for, payload_of
-from catalyst_mcp.services.runtime import Runtime, database_uri, open_runtime
+from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.workflow import StatusView
 from catalyst_mcp.status_view import follow, render
 from catalyst_mcp.store import workflow_repo
