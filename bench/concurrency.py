@@ -50,8 +50,8 @@ from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import US_PROFILE
+from catalyst_mcp.store.db import create_pool
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
-from catalyst_mcp.store.migrate import create_pool
 
 MARKET = "US"
 READY_TIMEOUT_S = 90.0

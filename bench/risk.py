@@ -37,7 +37,7 @@ from catalyst_mcp.bootstrap import open_runtime
 from catalyst_mcp.config import load_settings
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.server.http import serve_app
-from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.server.toolkit import Serving
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 
 HOST = "127.0.0.1"
@@ -66,7 +66,7 @@ async def noop() -> NoopOut:
     return NoopOut(ok=True)
 
 
-def with_noop(server: MCPServer[Runtime]) -> MCPServer[Runtime]:
+def with_noop(server: MCPServer[Serving]) -> MCPServer[Serving]:
     hints = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
     server.add_tool(noop, annotations=hints, structured_output=True)
     return server

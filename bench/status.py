@@ -58,11 +58,11 @@ async def noop() -> NoopOut:
 async def serve() -> None:
     from catalyst_mcp.server.app import build_server
     from catalyst_mcp.server.http import serve_app
-    from catalyst_mcp.server.toolkit import hints
+    from catalyst_mcp.server.toolkit import READ_ONLY_LOCAL
 
     settings = load_settings()
     server = build_server(settings)
-    server.add_tool(noop, annotations=hints(True, False, True, False), structured_output=True)
+    server.add_tool(noop, annotations=READ_ONLY_LOCAL, structured_output=True)
     configure_logging("WARNING")
     await serve_app(server.streamable_http_app(host="127.0.0.1"), "127.0.0.1", 0, "WARNING")
 

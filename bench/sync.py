@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.markets.clocks import SystemClock
@@ -29,12 +29,11 @@ from catalyst_mcp.reconcile.describe import describe_change, describe_fold, plan
 from catalyst_mcp.reconcile.diff import diff
 from catalyst_mcp.reconcile.plan import SyncPlan
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import sync_positions
-from catalyst_mcp.store import book_repo, repos
+from catalyst_mcp.store import audit, book, sync_runs
+from catalyst_mcp.store.audit import AuditEntry
+from catalyst_mcp.store.db import Conn, create_pool
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
-from catalyst_mcp.store.migrate import apply_migrations, create_pool
-from catalyst_mcp.store.records import AuditEntry
+from catalyst_mcp.store.migrate import apply_migrations
 
 SIZES = (100, 1_000, 10_000)
 RUNS = 5
@@ -89,11 +88,11 @@ async def load(rt: Runtime, n: int) -> None:
 
 
 async def set_based_sync(rt: Runtime) -> None:
-    result = await sync_positions(rt, dry_run=False, force=False, cycle_id=None, caller=CALLER)
+    result = await assemble(rt).sync.sync_positions(dry_run=False, force=False, cycle_id=None, caller=CALLER)
     assert result.changes_made and result.refused is None
 
 
-async def apply_rowwise(conn: repos.Conn, plan: SyncPlan, sync_id: int, now: Any) -> None:
+async def apply_rowwise(conn: Conn, plan: SyncPlan, sync_id: int, now: Any) -> None:
     """The same plan, one round trip per row: what set-based SQL replaces."""
     for c in plan.closes:
         await conn.execute(
@@ -126,7 +125,7 @@ async def apply_rowwise(conn: repos.Conn, plan: SyncPlan, sync_id: int, now: Any
     outcomes = [describe_change(c, applied=True) for c in plan.changes]
     outcomes += [describe_fold(f, applied=True) for f in plan.folds]
     for outcome in outcomes:
-        await repos.insert_audit(
+        await audit.insert(
             conn, AuditEntry(CALLER.name, CALLER.role, "sync_positions", ARGS, f"sync {sync_id}: {outcome}", None)
         )
 
@@ -136,9 +135,9 @@ async def rowwise_sync(rt: Runtime) -> None:
     snapshot = await rt.broker.get_positions()
     now = rt.clock.now()
     async with rt.lane.hold() as conn, conn.transaction():
-        book = await book_repo.open_book(conn, Market.US)
-        plan = diff(book, snapshot, [], market=Market.US)
-        sync_id = await repos.insert_sync_run(
+        held = await book.open_positions(conn, Market.US)
+        plan = diff(held, snapshot, [], market=Market.US)
+        sync_id = await sync_runs.insert(
             conn,
             cycle_id=None,
             market=Market.US,
@@ -155,16 +154,14 @@ async def rowwise_sync(rt: Runtime) -> None:
 async def plan_of(rt: Runtime) -> SyncPlan:
     snapshot = await rt.broker.get_positions()
     async with rt.pool.acquire() as conn:
-        return diff(await book_repo.open_book(conn, Market.US), snapshot, market=Market.US)
+        return diff(await book.open_positions(conn, Market.US), snapshot, market=Market.US)
 
 
 async def apply_set(rt: Runtime, plan: SyncPlan) -> None:
     async with rt.pool.acquire() as conn, conn.transaction():
-        await book_repo.apply_plan(conn, Market.US, plan, rt.clock.now())
+        await book.apply_plan(conn, Market.US, plan, rt.clock.now())
         outcomes = [describe_change(c, applied=True) for c in plan.changes]
-        await book_repo.insert_audit_rows(
-            conn, caller="bench", role="trader", tool="sync_positions", arguments=ARGS, outcomes=outcomes, cycle_id=None
-        )
+        await audit.insert_many(conn, AuditEntry("bench", "trader", "sync_positions", ARGS, "", None), outcomes)
 
 
 async def apply_rows(rt: Runtime, plan: SyncPlan) -> None:

@@ -1,28 +1,60 @@
-"""The composition root: from the settings, the store (a migrated pool, the order lane), the exchange calendar,
-the broker and its market data — the only module that knows which adapters exist. Everything it opens is
-closed on exit."""
+"""The composition root: from the settings, the store (a migrated pool, the order lane, the change channel),
+the exchange calendar, the broker and its market data (``open_runtime``), and from those the services
+(``assemble``) — the only module that knows which adapters exist and how the services fit together.
+Everything it opens is closed on exit."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 
 import anyio
 import asyncpg
 
-from catalyst_mcp.brokers.simulated import SimExchange
+from catalyst_mcp.brokers.simulated import SimExchange, reset_simulation
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import BrokerKind
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.markets.clocks import SystemClock
-from catalyst_mcp.markets.profiles import profile_for
+from catalyst_mcp.markets.profiles import MarketProfile, profile_for
 from catalyst_mcp.ports import Broker, Clock, MarketData
-from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.services.approval import ApprovalService
+from catalyst_mcp.services.booking import Booking
+from catalyst_mcp.services.cycles import CycleService
+from catalyst_mcp.services.execution import ExecutionService
+from catalyst_mcp.services.halting import Halting
+from catalyst_mcp.services.orders import OrderService
+from catalyst_mcp.services.portfolio import PortfolioService
+from catalyst_mcp.services.protection import Protection
+from catalyst_mcp.services.reading import SnapshotReader
+from catalyst_mcp.services.suite import Services
+from catalyst_mcp.services.sync import SyncService
+from catalyst_mcp.services.workflow import WorkflowService
 from catalyst_mcp.store.calendar_cache import warm_calendar
+from catalyst_mcp.store.changes import PgChanges
+from catalyst_mcp.store.db import Database, connect, create_pool
 from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
 from catalyst_mcp.store.lane import Lane
-from catalyst_mcp.store.migrate import apply_migrations, connect, create_pool
+from catalyst_mcp.store.migrate import apply_migrations
+from catalyst_mcp.store.wipe import wipe_book
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The opened parts: the settings, the market's profile and clock, the database (its URI and request
+    pool), the market's execution lane, and the broker and market data adapters."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    profile: MarketProfile
+    broker: Broker
+    market_data: MarketData
+    clock: Clock
+    lane: Lane
+    database_uri: str
 
 
 async def database_uri(settings: Settings) -> str:
@@ -84,4 +116,57 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
                 wall_clock=wall,
                 follow_wall=settings.sim_clock == "wall",
             )
-        yield Runtime(settings, pool, profile, broker, market_data, wall, lane)
+        yield Runtime(settings, pool, profile, broker, market_data, wall, lane, uri)
+
+
+def assemble(rt: Runtime) -> Services:
+    """The services over the opened parts: each receives exactly the ports, store handles and other services
+    it uses."""
+    settings, market, clock, broker, data = rt.settings, rt.profile.market, rt.clock, rt.broker, rt.market_data
+    db = Database(rt.pool)
+    idle_after = timedelta(seconds=settings.abandon_after_seconds)
+    booking = Booking(market, broker.name, clock)
+    protection = Protection(market, clock, broker, data.lot_size, booking)
+    halting = Halting(market, clock, broker, booking, settings.halt_cancels_entries)
+    reader = SnapshotReader(rt.profile, clock, broker, data, timedelta(seconds=settings.risk.duplicate_window_seconds))
+    workflow = WorkflowService(db, clock, market, broker.mode, idle_after)
+    sync = SyncService(rt.lane, broker, booking, protection, clock, market, data.lot_size, settings.sync)
+    return Services(
+        profile=rt.profile,
+        clock=clock,
+        agent_id=settings.agent_id,
+        broker_mode=broker.mode,
+        limits=settings.risk,
+        workflow=workflow,
+        cycles=CycleService(db, broker, clock, rt.profile, workflow, sync),
+        approvals=ApprovalService(
+            rt.lane, reader, halting, clock, market, settings.risk, settings.agent_id, idle_after
+        ),
+        execution=ExecutionService(
+            lane=rt.lane,
+            reader=reader,
+            booking=booking,
+            protection=protection,
+            halting=halting,
+            broker=broker,
+            market_data=data,
+            clock=clock,
+            market=market,
+            limits=settings.risk,
+            agent_id=settings.agent_id,
+            idle_after=idle_after,
+            account_reuse=timedelta(seconds=settings.account_reuse_seconds),
+            quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
+        ),
+        orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
+        sync=sync,
+        portfolio=PortfolioService(db, broker, data, clock, rt.profile),
+        changes=PgChanges(rt.database_uri, rt.pool),
+    )
+
+
+async def reset_everything(settings: Settings) -> None:
+    """Wipe the simulated broker and the whole book, in one transaction (``catalyst-mcp reset``)."""
+    async with open_pool(settings) as pool, pool.acquire() as conn, conn.transaction():
+        await reset_simulation(conn)
+        await wipe_book(conn)

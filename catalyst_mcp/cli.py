@@ -137,12 +137,10 @@ def reset(
     settings = _settings(data_dir=data_dir)
     if not yes and not typer.confirm("Wipe the simulated broker and the whole book?"):
         raise typer.Exit(1)
-    from catalyst_mcp.bootstrap import open_pool
-    from catalyst_mcp.brokers.simulated import reset_simulation
+    from catalyst_mcp.bootstrap import reset_everything
 
     async def main() -> None:
-        async with open_pool(settings) as pool, pool.acquire() as conn:
-            await reset_simulation(conn)
+        await reset_everything(settings)
 
     _run(main)
     typer.echo("reset: the simulated broker and the book are empty")

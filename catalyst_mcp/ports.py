@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from catalyst_mcp.domain.changes import Change, Published
 from catalyst_mcp.domain.enums import BrokerMode, Side
 from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
 
@@ -95,3 +96,25 @@ class MarketData(Protocol):
         ...
 
     def lot_size(self, symbol: str) -> Decimal: ...
+
+
+class ChangeListening(Protocol):
+    """A running listener of the change channel (``Changes.listener``)."""
+
+    async def start(self) -> None:
+        """Listen; raises ``OperatorNeeded`` when the channel cannot be reached."""
+
+    async def stop(self) -> None: ...
+
+
+class Changes(Protocol):
+    """The change channel shared by every server process on one database."""
+
+    def listener(
+        self, on_change: Callable[[Change], None], on_state: Callable[[bool], None] | None = None
+    ) -> ChangeListening:
+        """A listener calling ``on_change`` with each change announced, and ``on_state(False)`` when it lost the
+        channel, ``on_state(True)`` once listening again (changes may have been missed in between)."""
+
+    async def publish(self, change: Published) -> None:
+        """Announce ``change`` to every process, this one included."""

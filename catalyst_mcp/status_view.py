@@ -13,12 +13,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from catalyst_mcp.bootstrap import database_uri, open_runtime
+from catalyst_mcp.bootstrap import assemble, open_runtime
 from catalyst_mcp.config import Settings
-from catalyst_mcp.server.tools_status import status_out
-from catalyst_mcp.services import workflow
-from catalyst_mcp.services.notify import ChangeListener
-from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.server.mapping import status_out
+from catalyst_mcp.services.suite import Services
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 
 # Without any change, redraw this often so "seen … ago" and abandonment stay true.
@@ -99,7 +97,7 @@ def render(view: StatusView, *, detail: bool = True) -> Group:
 
 
 async def follow(
-    rt: Runtime,
+    services: Services,
     on_view: Callable[[StatusView], None],
     *,
     cycle_id: str | None = None,
@@ -112,16 +110,16 @@ async def follow(
     ``min_redraw_s``), or after ``refresh_s`` without one. Returns after ``max_views`` views."""
     changed = anyio.Event()
 
-    def announced(_payload_or_state: object) -> None:
+    def announced(_change_or_state: object) -> None:
         changed.set()
 
-    listener = ChangeListener(await database_uri(rt.settings), announced, announced)
+    listener = services.changes.listener(announced, announced)
     await listener.start()
     try:
         shown = 0
         while True:
             changed = anyio.Event()  # armed before reading, so a change during the read is not lost
-            on_view(await workflow.status(rt, cycle_id, agent_id))
+            on_view(await services.workflow.status(cycle_id, agent_id))
             shown += 1
             if shown >= max_views:
                 return
@@ -142,8 +140,9 @@ async def show_status(
     if not console.is_terminal:
         console = Console(highlight=False, width=PIPED_WIDTH)  # a pipe or a file: don't wrap the progress bar
     async with open_runtime(settings) as rt:
+        services = assemble(rt)
         if not watch:
-            view = await workflow.status(rt, cycle_id, agent_id)
+            view = await services.workflow.status(cycle_id, agent_id)
             if as_json:
                 print(json.dumps(status_out(view).model_dump(mode="json"), ensure_ascii=False, indent=2))
             else:
@@ -152,12 +151,15 @@ async def show_status(
         detail = cycle_id is not None
         if not console.is_terminal:  # piped: one block per update
             await follow(
-                rt, lambda view: console.print(render(view, detail=detail), "\n"), cycle_id=cycle_id, agent_id=agent_id
+                services,
+                lambda view: console.print(render(view, detail=detail), "\n"),
+                cycle_id=cycle_id,
+                agent_id=agent_id,
             )
             return
         with Live(console=console, auto_refresh=False) as live:
             await follow(
-                rt,
+                services,
                 lambda view: live.update(render(view, detail=detail), refresh=True),
                 cycle_id=cycle_id,
                 agent_id=agent_id,

@@ -16,11 +16,10 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 from catalyst_mcp.store.migrate import apply_migrations
 

@@ -16,22 +16,20 @@ from rich.text import Text
 from catalyst_mcp.agent.client import ToolCallError, ToolClient, describe_exception
 from catalyst_mcp.agent.policy import Policy, TradeIdea, build_context
 from catalyst_mcp.domain.enums import CycleMode
+from catalyst_mcp.domain.phases import Phase, phases_of
 
 logger = logging.getLogger(__name__)
 
-PHASE_OF_STEP: Mapping[str, str] = {
-    "start_cycle": "INIT",
-    "get_portfolio": "PORTFOLIO",
-    "scan_market": "SCAN",
-    "get_quote": "ANALYZE",
-    "policy": "DECIDE",
-    "check_risk": "VALIDATE",
-    "execute_trade": "EXECUTE",
-    "log_decision": "LOG",
-    "complete_cycle": "COMPLETE",
-    "workflow_status": "STATUS",
-}
-"""The phase shown next to each step; `policy` is the agent's own decision, not a tool."""
+# Steps that are not cycle tools: the agent's own decision, and its look at the cycle's status.
+_OWN_STEPS: Mapping[str, str] = {"policy": Phase.DECIDE.value, "workflow_status": "STATUS"}
+
+
+def phase_of_step(step: str) -> str:
+    """The phase shown next to a step: the last phase a successful call of that tool reaches (from the one
+    tool→phase map, ``domain/phases.py``), or the agent's own label; "-" for anything else."""
+    phases = phases_of(step)
+    return phases[-1].value if phases else _OWN_STEPS.get(step, "-")
+
 
 ORDER_SENT = frozenset({"filled", "partially_filled", "accepted"})
 QUOTE_TOP = 5
@@ -53,7 +51,7 @@ class ListReporter:
     statuses: list[Mapping[str, Any]] = field(default_factory=list)
 
     def step(self, tool: str, summary: str) -> None:
-        self.lines.append(f"{PHASE_OF_STEP.get(tool, '-')} {tool} {summary}")
+        self.lines.append(f"{phase_of_step(tool)} {tool} {summary}")
 
     def done(self, status: Mapping[str, Any]) -> None:
         self.statuses.append(status)
@@ -67,7 +65,7 @@ class RichReporter:
         self.console = console if console is not None else Console(stderr=False)
 
     def step(self, tool: str, summary: str) -> None:
-        phase = PHASE_OF_STEP.get(tool, "-")
+        phase = phase_of_step(tool)
         line = Text(f"  {phase:<9}  {tool:<15}  ")
         line.append(summary, style="red" if summary.startswith("error") else "")
         self.console.print(line, highlight=False, soft_wrap=True)

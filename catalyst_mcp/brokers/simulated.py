@@ -254,11 +254,8 @@ class SimExchange:
 
 
 async def reset_simulation(conn: Conn) -> None:
-    """Wipe the simulated broker and the book (``catalyst-mcp reset``). The simulated clock is kept, so servers
-    still running agree with new ones on the simulated time."""
+    """Wipe the simulated broker (``catalyst-mcp reset``, with the book). The simulated clock is kept, so
+    servers still running agree with new ones on the simulated time."""
     await conn.execute(
-        """TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.faults, sim.prices,
-                    fills, orders, risk_decisions, positions, sync_runs, decisions, cycle_events, cycles,
-                    equity_marks, audit_events RESTART IDENTITY CASCADE"""
+        "TRUNCATE sim.fills, sim.orders, sim.positions, sim.accounts, sim.faults, sim.prices RESTART IDENTITY CASCADE"
     )
-    await conn.execute("UPDATE trading_state SET state = 'active', reason = NULL, changed_at = now()")

@@ -48,25 +48,20 @@ SYMBOLS: dict[PhaseStatus, str] = {
     PhaseStatus.PENDING: "",
 }
 
-TOOL_PHASE: dict[str, Phase] = {
-    "start_cycle": Phase.INIT,
-    "get_portfolio": Phase.PORTFOLIO,
-    "sync_positions": Phase.PORTFOLIO,
-    "scan_market": Phase.SCAN,
-    "get_quote": Phase.ANALYZE,
-    "get_technicals": Phase.ANALYZE,
-    "check_risk": Phase.DECIDE,
-    "execute_trade": Phase.EXECUTE,
-    "log_decision": Phase.LOG,
-    "complete_cycle": Phase.COMPLETE,
-}
-
-# What a successful call records: check_risk decides and is validated at once; a fill puts the position
-# under watch (an order that rests leaves MONITOR in progress instead).
+# The one map from tools to phases: every phase a successful call records, in order. check_risk decides and
+# is validated at once; a fill puts the position under watch (an order that rests leaves MONITOR in progress
+# instead). Tools outside the cycle (workflow_status, list_cycles, get_orders, …) record none.
 TOOL_PHASES: dict[str, tuple[Phase, ...]] = {
-    **{tool: (phase,) for tool, phase in TOOL_PHASE.items()},
+    "start_cycle": (Phase.INIT,),
+    "get_portfolio": (Phase.PORTFOLIO,),
+    "sync_positions": (Phase.PORTFOLIO,),
+    "scan_market": (Phase.SCAN,),
+    "get_quote": (Phase.ANALYZE,),
+    "get_technicals": (Phase.ANALYZE,),
     "check_risk": (Phase.DECIDE, Phase.VALIDATE),
     "execute_trade": (Phase.EXECUTE, Phase.MONITOR),
+    "log_decision": (Phase.LOG,),
+    "complete_cycle": (Phase.COMPLETE,),
 }
 
 # The phases one candidate goes through; an agent may loop through them for several candidates.
@@ -75,8 +70,10 @@ _PASS_STARTS = frozenset({Phase.ANALYZE, Phase.DECIDE})
 
 
 def phase_of(tool: str) -> Phase | None:
-    """The phase a tool call belongs to; None for tools outside the cycle (workflow_status)."""
-    return TOOL_PHASE.get(tool)
+    """The phase a tool call belongs to (the first it records: a failed call is recorded there); None for tools
+    outside the cycle (workflow_status)."""
+    phases = TOOL_PHASES.get(tool)
+    return phases[0] if phases else None
 
 
 def phases_of(tool: str) -> tuple[Phase, ...]:

@@ -9,21 +9,12 @@ from contextlib import asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from catalyst_mcp import __version__
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
-from catalyst_mcp.server import (
-    prompts,
-    resources,
-    tools_cycle,
-    tools_market,
-    tools_orders,
-    tools_status,
-    tools_trading,
-)
-from catalyst_mcp.server.toolkit import Toolkit
-from catalyst_mcp.server.validation import StrictArguments
-from catalyst_mcp.services.notify import ChangeFeed
-from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.server import prompts, resources, tools_cycle, tools_market, tools_orders, tools_status, tools_trading
+from catalyst_mcp.server.feed import ChangeFeed
+from catalyst_mcp.server.toolkit import Serving, ToolSpec, build
+from catalyst_mcp.server.validation import StrictArguments, arguments_model
 
 INSTRUCTIONS = """Catalyst MCP trades equities through risk-checked tools. Call them in this order:
 start_cycle → get_portfolio → scan_market → get_quote → check_risk → execute_trade → log_decision
@@ -32,37 +23,48 @@ Pass the cycle_id from start_cycle to every later call. No order is sent without
 execute_trade takes only that approval_id. Money and quantities are decimal strings. workflow_status shows
 where every agent's cycle is."""
 
+SPECS: tuple[ToolSpec, ...] = (
+    *tools_cycle.TOOLS,
+    *tools_market.TOOLS,
+    *tools_trading.TOOLS,
+    *tools_orders.TOOLS,
+    *tools_status.TOOLS,
+)
 
-def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPServer[Runtime]:
+
+def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPServer[Serving]:
     """The MCP server. With ``runtime`` given (tests, the HTTP app) it is shared; otherwise each session
     (one for stdio) opens its own from ``settings``. While it runs, one change listener per server object
     feeds its subscribers."""
     feed = ChangeFeed()
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        if runtime is not None:
-            async with feed.serving(runtime):
-                yield runtime
-        else:
-            async with open_runtime(settings) as rt, feed.serving(rt):
-                yield rt
+    async def lifespan(_: MCPServer[Serving]) -> AsyncIterator[Serving]:
+        async with _opened(settings, runtime) as rt:
+            services = assemble(rt)
+            async with feed.serving(services):
+                yield Serving(services, feed.cache)
 
-    kit = Toolkit()
-    for module in (tools_cycle, tools_market, tools_trading, tools_orders):
-        module.register(kit)
-    tools_status.register(kit, feed.cache)
-    server: MCPServer[Runtime] = MCPServer(
+    server: MCPServer[Serving] = MCPServer(
         "catalyst-mcp",
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         log_level=settings.log_level,
         subscriptions=feed.bus,
-        tools=kit.tools,
+        tools=[build(spec) for spec in SPECS],
     )
     resources.register(server, feed)
     prompts.register(server)
-    server.middleware.append(StrictArguments(kit.models))
-    server.middleware.append(resources.InvalidateOnWrite(feed.cache))
+    server.middleware.append(StrictArguments({s.fn.__name__: arguments_model(s.fn) for s in SPECS}))
+    server.middleware.append(resources.InvalidateOnWrite(feed.cache, list(SPECS)))
     return server
+
+
+@asynccontextmanager
+async def _opened(settings: Settings, runtime: Runtime | None) -> AsyncIterator[Runtime]:
+    if runtime is not None:
+        yield runtime
+    else:
+        async with open_runtime(settings) as rt:
+            yield rt

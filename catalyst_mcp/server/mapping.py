@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from catalyst_mcp.domain.enums import BrokerMode, OrderStatus
+from datetime import datetime
+
+import pydantic_core
+from mcp_types import CallToolResult, TextContent
+
+from catalyst_mcp.domain.enums import BrokerMode, Market, OrderStatus
 from catalyst_mcp.domain.models import Candidate, Position, Quote
+from catalyst_mcp.domain.records import OrderRecord, TradingStateRecord
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
@@ -11,7 +17,7 @@ from catalyst_mcp.services.cycles import StartResult
 from catalyst_mcp.services.execution import ExecutionResult
 from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, mark
 from catalyst_mcp.services.sync import SyncResult
-from catalyst_mcp.services.workflow import CycleView, StatusView
+from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 
 
 def sync_out(result: SyncResult) -> m.SyncOut:
@@ -179,7 +185,7 @@ def execute_out(
     )
 
 
-def cycle_out(view: CycleView) -> m.CycleStatusOut:
+def cycle_status_out(view: CycleView) -> m.CycleStatusOut:
     return m.CycleStatusOut(
         cycle_id=view.cycle_id,
         agent_id=view.agent_id,
@@ -204,9 +210,102 @@ def cycle_out(view: CycleView) -> m.CycleStatusOut:
     )
 
 
-def status_out(view: StatusView) -> m.WorkflowStatusOut:
-    return m.WorkflowStatusOut(
+def cycle_out(view: CycleView) -> m.CycleOut:
+    return m.CycleOut(
+        **dict(cycle_status_out(view)),
+        passes=view.passes,
+        completed_at=view.completed_at,
+        summary=view.summary,
+    )
+
+
+def agent_out(view: AgentView) -> m.AgentOut:
+    return m.AgentOut(
+        agent_id=view.agent_id,
+        market=view.market,
+        last_seen_at=view.last_seen_at,
+        last_tool=view.last_tool,
+        cycle_id=view.cycle_id,
+        alive=view.alive,
+        idle_seconds=view.idle_seconds,
+    )
+
+
+def status_out(view: StatusView) -> m.StatusOut:
+    return m.StatusOut(
+        broker_mode=view.broker_mode,
+        trading_state=view.trading_state,
+        cycles=[cycle_status_out(c) for c in view.cycles],
+        agents=[agent_out(a) for a in view.agents],
+    )
+
+
+def list_cycles_out(view: StatusView) -> m.ListCyclesOut:
+    return m.ListCyclesOut(
         broker_mode=view.broker_mode,
         trading_state=view.trading_state,
         cycles=[cycle_out(c) for c in view.cycles],
     )
+
+
+def order_out(o: OrderRecord) -> m.OrderOut:
+    assert o.created_at is not None and o.updated_at is not None
+    return m.OrderOut(
+        order_id=o.order_id,
+        role=o.role,
+        parent_order_id=o.parent_order_id,
+        client_order_id=o.client_order_id,
+        broker_order_id=o.broker_order_id,
+        cycle_id=o.cycle_id,
+        symbol=o.symbol,
+        side=o.side,
+        quantity=o.quantity,
+        order_type=o.order_type,
+        limit_price=o.limit_price,
+        stop_price=o.stop_price,
+        stop_loss=o.stop_loss,
+        take_profit=o.take_profit,
+        status=o.status,
+        filled_quantity=o.filled_quantity,
+        avg_fill_price=o.avg_fill_price,
+        reason=o.reject_reason,
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+        fills=[m.FillOut(fill_id=f.fill_id, side=f.side, quantity=f.quantity, price=f.price, at=f.at) for f in o.fills],
+    )
+
+
+def positions_out(market: Market, as_of: datetime, book: list[Position]) -> m.PositionsOut:
+    return m.PositionsOut(
+        market=market,
+        as_of=as_of,
+        positions=[
+            m.BookPositionOut(
+                symbol=p.symbol,
+                side=p.side,
+                quantity=p.quantity,
+                avg_entry_price=p.avg_entry_price,
+                stop_loss=p.stop_loss,
+                take_profit=p.take_profit,
+                opened_at=p.opened_at,
+            )
+            for p in book
+        ],
+    )
+
+
+def trading_state_out(state: TradingStateRecord) -> m.TradingStateOut:
+    return m.TradingStateOut(
+        market=state.market,
+        state=state.state,
+        reason=state.reason,
+        changed_at=state.changed_at,
+        changed_by=state.changed_by,
+    )
+
+
+def tool_result(out: m.Out) -> CallToolResult:
+    """The finished tool result: structured content and the same JSON as text (built once, then cached)."""
+    structured = out.model_dump(mode="json")
+    text = pydantic_core.to_json(structured).decode()
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)

@@ -208,10 +208,59 @@ class CycleStatusOut(Out):
     progress: str
 
 
-class WorkflowStatusOut(Out):
+class CycleOut(CycleStatusOut):
+    """CycleStatus plus how many candidates the cycle went through and how it ended."""
+
+    passes: int = Field(description="candidates analysed, decided and executed in turn")
+    completed_at: Utc | None
+    summary: str | None
+
+
+class AgentOut(Out):
+    agent_id: str
+    market: Market
+    last_seen_at: Utc
+    last_tool: str | None
+    cycle_id: str | None
+    alive: bool = Field(description="seen within the abandonment window (CATALYST_ABANDON_AFTER_SECONDS)")
+    idle_seconds: int
+
+
+class StatusOut(Out):
     broker_mode: BrokerMode
     trading_state: TradingState
     cycles: list[CycleStatusOut]
+    agents: list[AgentOut] = Field(description="each agent's heartbeat: every call it makes in a cycle")
+
+
+class ListCyclesOut(Out):
+    broker_mode: BrokerMode
+    trading_state: TradingState
+    cycles: list[CycleOut] = Field(description="newest first")
+
+
+class BookPositionOut(Out):
+    symbol: str
+    side: PositionSide
+    quantity: Dec
+    avg_entry_price: Dec
+    stop_loss: Dec | None
+    take_profit: Dec | None
+    opened_at: Utc
+
+
+class PositionsOut(Out):
+    market: Market
+    as_of: Utc
+    positions: list[BookPositionOut]
+
+
+class TradingStateOut(Out):
+    market: Market
+    state: TradingState
+    reason: str | None
+    changed_at: Utc
+    changed_by: str
 
 
 class FillOut(Out):

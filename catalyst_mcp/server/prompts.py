@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
@@ -13,12 +13,9 @@ from pydantic import Field
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.errors import CatalystError
-from catalyst_mcp.server.toolkit import runtime_of
-from catalyst_mcp.server.tools_status import CycleOut, cycle_out
-from catalyst_mcp.services import workflow
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import workflow_repo
-from catalyst_mcp.store.workflow_repo import DecisionRow, OrderRow
+from catalyst_mcp.server import mapping
+from catalyst_mcp.server.toolkit import Ctx, Serving
+from catalyst_mcp.services.workflow import CycleRecordView
 
 ASK = """Summarise trading cycle {cycle_id} for the operator, in a few short paragraphs:
 1. Outcome: its status, the phase it reached, and the progress bar as given.
@@ -33,49 +30,42 @@ Cycle record (JSON):
 {record}"""
 
 
-def report_text(cycle: CycleOut, decisions: list[DecisionRow], orders: list[OrderRow]) -> str:
-    record = {
+def report_text(record: CycleRecordView) -> str:
+    cycle = mapping.cycle_out(record.cycle)
+    data = {
         "cycle": cycle.model_dump(mode="json"),
         "decisions": [
             {"decision": d.decision, "symbol": d.symbol, "reasoning": d.reasoning, "at": d.created_at.isoformat()}
-            for d in decisions
+            for d in record.decisions
         ],
         "orders": [
             {
                 "client_order_id": o.client_order_id,
                 "symbol": o.symbol,
-                "side": o.side,
+                "side": o.side.value,
                 "quantity": plain(o.quantity),
-                "status": o.status,
+                "status": o.status.value,
                 "filled_quantity": plain(o.filled_quantity),
                 "avg_fill_price": None if o.avg_fill_price is None else plain(o.avg_fill_price),
             }
-            for o in orders
+            for o in record.orders
         ],
     }
     return ASK.format(
-        cycle_id=cycle.cycle_id, passes=cycle.passes, record=json.dumps(record, ensure_ascii=False, indent=1)
+        cycle_id=cycle.cycle_id, passes=cycle.passes, record=json.dumps(data, ensure_ascii=False, indent=1)
     )
 
 
-async def cycle_record(rt: Runtime, cycle_id: str) -> tuple[CycleOut, list[DecisionRow], list[OrderRow]]:
-    view = await workflow.status(rt, cycle_id, None)
-    async with rt.pool.acquire() as conn:
-        decisions = await workflow_repo.decisions(conn, cycle_id)
-        orders = await workflow_repo.orders(conn, cycle_id)
-    return cycle_out(view.cycles[0]), decisions, orders
-
-
-def register(server: MCPServer[Runtime]) -> None:
+def register(server: MCPServer[Serving]) -> None:
     @server.prompt(name="cycle_report", title="Cycle report")
     async def cycle_report(
         cycle_id: Annotated[str, Field(description="the cycle to report on, e.g. us_20261127_093000_ab12cd")],
-        ctx: Context,
+        ctx: Ctx,
     ) -> list[UserMessage]:
         """Ask for a summary of one trading cycle: phases, candidates, decisions, orders and what needs
         attention."""
         try:
-            cycle, decisions, orders = await cycle_record(runtime_of(ctx), cycle_id)
+            record = await ctx.request_context.lifespan_context.services.workflow.cycle_record(cycle_id)
         except CatalystError as exc:
             raise MCPError(INVALID_PARAMS, str(exc)) from None
-        return [UserMessage(content=report_text(cycle, decisions, orders))]
+        return [UserMessage(content=report_text(record))]

@@ -1,16 +1,20 @@
-"""What every tool module shares: registration with strict argument models, the per-call wrapper that
-checks the cycle and records phase events, and the argument types."""
+"""What every tool shares: the ``@tool`` decorator (the name is the function's, the phase comes from the one
+tool→phase map, errors become one-line tool errors here and nowhere else), the per-call bookkeeping a tool
+receives through the SDK's dependency injection, the annotation constants and the argument types."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, TypeVar, cast
+from typing import Annotated, Any, Final, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import Resolve
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
@@ -18,14 +22,25 @@ from pydantic import BaseModel, Field
 from catalyst_mcp.domain.enums import CycleMode
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus, phase_of
+from catalyst_mcp.domain.records import CycleRecord
+from catalyst_mcp.server.feed import ReadCache
 from catalyst_mcp.server.schemas import output_schema
-from catalyst_mcp.server.validation import arguments_model
-from catalyst_mcp.services import workflow
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store.records import CycleRecord
+from catalyst_mcp.services.suite import Services
 
-T = TypeVar("T")
+R = TypeVar("R")
+ToolFn = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What a running server hands every request (its lifespan context): the services and its read cache."""
+
+    services: Services
+    cache: ReadCache
+
+
+Ctx = Context[Serving]
 
 # The upper bounds only keep absurd magnitudes out of the arithmetic; the risk rules refuse far smaller ones.
 Quantity = Annotated[
@@ -36,113 +51,121 @@ SymbolArg = Annotated[str, Field(min_length=1, max_length=16, description="e.g. 
 CycleIdArg = Annotated[str, Field(max_length=64, description="the cycle_id returned by start_cycle")]
 
 
-def hints(read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+def _hints(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
     return ToolAnnotations(
-        read_only_hint=read_only,
-        destructive_hint=destructive,
-        idempotent_hint=idempotent,
-        open_world_hint=open_world,
+        read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent, open_world_hint=open_world
     )
 
 
-def runtime_of(ctx: Context) -> Runtime:
-    return cast(Runtime, ctx.request_context.lifespan_context)
-
-
-def caller_of(ctx: Context) -> Caller:
-    params = ctx.request_context.session.client_params
-    name = params.client_info.name if params is not None else "mcp-client"
-    return Caller(name=name[:64])
+# Reads the broker or the book: the same answer for the same world.
+READ_ONLY: Final = _hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+# Reads only this server's own records.
+READ_ONLY_LOCAL: Final = _hints(read_only=True, destructive=False, idempotent=True, open_world=False)
+# Changes nothing at the broker or in the book, but records a new judgement on every call (check_risk).
+READ_ONLY_RECORDING: Final = _hints(read_only=True, destructive=False, idempotent=False, open_world=True)
+# Changes the broker or the book; calling it again does no more (execute_trade, sync_positions, cancel_order).
+DESTRUCTIVE_IDEMPOTENT: Final = _hints(read_only=False, destructive=True, idempotent=True, open_world=True)
+# Changes the book and the broker's view of it, anew on every call (start_cycle).
+DESTRUCTIVE: Final = _hints(read_only=False, destructive=True, idempotent=False, open_world=True)
+# Adds a record of this server's own (log_decision).
+ADDITIVE_LOCAL: Final = _hints(read_only=False, destructive=False, idempotent=False, open_world=False)
+# Closes a record of this server's own; again, it changes nothing more (complete_cycle).
+IDEMPOTENT_LOCAL: Final = _hints(read_only=False, destructive=False, idempotent=True, open_world=False)
 
 
 @dataclass
 class Call:
-    """Per-call bookkeeping: which cycle the call belongs to and what phases it recorded."""
+    """One tool call: the services, who calls, and — for a call that belongs to a cycle — the cycle and the
+    phase events it records."""
 
-    rt: Runtime
-    tool: str
+    services: Services
+    cache: ReadCache
+    caller: Caller
     started: datetime
+    tool: str = ""
     cycle: CycleRecord | None = None
     events: list[PhaseEvent] = field(default_factory=list)
 
     def add(self, phase: Phase, status: PhaseStatus, detail: str | None = None) -> None:
-        now = self.rt.clock.now()
+        now = self.services.clock.now()
         started = self.events[-1].completed_at if self.events else self.started
         self.events.append(PhaseEvent(phase, status, started, now, detail))
 
+    def refuse_in_scan(self) -> None:
+        """A call that trades or changes the book is not allowed in a scan cycle."""
+        if self.cycle is not None and self.cycle.mode is CycleMode.SCAN:
+            raise InvalidInput(f"cycle {self.cycle.cycle_id} is a scan cycle: {self.tool} is not allowed in it")
 
-class Toolkit:
-    """Collects the tools (given to ``MCPServer(tools=…)``), their strict argument models and the wrapper
-    every tool body runs in."""
 
-    def __init__(self) -> None:
-        self.tools: list[Tool] = []
-        self.models: dict[str, type[BaseModel]] = {}
+def open_call(ctx: Ctx) -> Call:
+    """The resolver that hands each tool its ``Call``."""
+    serving = ctx.request_context.lifespan_context
+    params = ctx.request_context.session.client_params
+    name = params.client_info.name if params is not None else "mcp-client"
+    return Call(serving.services, serving.cache, Caller(name=name[:64]), serving.services.clock.now())
 
-    def tool(
-        self, annotations: ToolAnnotations
-    ) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
-        def register(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-            tool = Tool.from_function(fn, annotations=annotations, structured_output=True)
-            returned = tool.fn_metadata.output_model  # the model results are checked against
-            if isinstance(returned, type) and issubclass(returned, BaseModel) and not tool.fn_metadata.wrap_output:
-                tool.fn_metadata.output_schema = output_schema(returned)
-            self.tools.append(tool)
-            self.models[fn.__name__] = arguments_model(fn)
-            return fn
 
-        return register
+CallArg = Annotated[Call, Resolve(open_call)]
 
-    async def run(
-        self,
-        ctx: Context,
-        tool_name: str,
-        cycle_id: str | None,
-        body: Callable[[Call], Awaitable[T]],
-        *,
-        writes: bool = False,
-        trades: bool = False,
-    ) -> T:
-        """Run a tool body inside its cycle: input errors record nothing; other failures record the phase as
-        failed; success records the body's events, or the tool's phase as completed. A tool that ``writes``
-        (changes the book or the broker) or ``trades`` is refused in a scan cycle (a trading call outside any
-        cycle while the caller's agent has one active is refused by the order path itself, DESIGN §4)."""
-        rt = runtime_of(ctx)
-        call = Call(rt, tool_name, rt.clock.now())
-        phase = phase_of(tool_name)
-        try:
-            if cycle_id is not None:
-                call.cycle = await workflow.require_active_cycle(rt, cycle_id)
-                if (writes or trades) and call.cycle.mode is CycleMode.SCAN:
-                    raise InvalidInput(f"cycle {cycle_id} is a scan cycle: {tool_name} is not allowed in it")
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    fn: ToolFn
+    annotations: ToolAnnotations
+    in_cycle: bool
+
+
+def tool(annotations: ToolAnnotations, *, in_cycle: bool = False) -> Callable[[ToolFn], ToolSpec]:
+    """Make a tool of an async function whose first parameter is ``call: CallArg``. With ``in_cycle`` its
+    ``cycle_id`` argument names the cycle the call belongs to: the cycle must be active, and the call's phase
+    events are recorded in it — input errors record nothing; other failures record the tool's phase as
+    failed; success records the events the body added, or the tool's phase as completed."""
+
+    def decorate(fn: ToolFn) -> ToolSpec:
+        name = fn.__name__
+        phase = phase_of(name)
+
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            call: Call = kwargs["call"]
+            call.tool = name
             try:
-                result = await body(call)
-            except InvalidInput:
-                raise
-            except CatalystError as exc:
-                if phase is not None:
-                    call.add(phase, PhaseStatus.FAILED, str(exc))
+                if not in_cycle:
+                    return await fn(*args, **kwargs)
+                cycle_id = kwargs.get("cycle_id")
+                if cycle_id is not None:
+                    call.cycle = await call.services.workflow.require_active_cycle(cycle_id)
+                try:
+                    result = await fn(*args, **kwargs)
+                except InvalidInput:
+                    raise
+                except CatalystError as exc:
+                    if phase is not None:
+                        call.add(phase, PhaseStatus.FAILED, str(exc))
+                    await _flush(call)
+                    raise
+                if phase is not None and not call.events:
+                    call.add(phase, PhaseStatus.COMPLETED)
                 await _flush(call)
-                raise
-            if phase is not None and not call.events:
-                call.add(phase, PhaseStatus.COMPLETED)
-            await _flush(call)
-            return result
-        except CatalystError as exc:
-            raise ToolError(str(exc)) from None
+                return result
+            except CatalystError as exc:
+                raise ToolError(str(exc)) from None
 
-    @staticmethod
-    async def plain(action: Awaitable[T]) -> T:
-        """Run a tool that keeps no phase: translate its errors into one-line tool errors."""
-        try:
-            return await action
-        except CatalystError as exc:
-            raise ToolError(str(exc)) from None
+        return ToolSpec(run, annotations, in_cycle)
+
+    return decorate
 
 
 async def _flush(call: Call) -> None:
     if call.cycle is not None and call.events:
-        await workflow.record(call.rt, call.cycle.cycle_id, call.tool, call.events)
+        await call.services.workflow.record(call.cycle.cycle_id, call.tool, call.events)
 
 
-__all__ = ["Call", "CycleIdArg", "Price", "Quantity", "SymbolArg", "Toolkit", "caller_of", "hints", "runtime_of"]
+def build(spec: ToolSpec) -> Tool:
+    """The SDK tool of a spec, with the flat output schema of its result model."""
+    description = inspect.cleandoc(spec.fn.__doc__ or "")  # one description however deep the docstring sits
+    built = Tool.from_function(spec.fn, description=description, annotations=spec.annotations, structured_output=True)
+    returned = built.fn_metadata.output_model  # the model results are checked against
+    if isinstance(returned, type) and issubclass(returned, BaseModel) and not built.fn_metadata.wrap_output:
+        built.fn_metadata.output_schema = output_schema(returned)
+    return built

@@ -8,28 +8,36 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any, get_type_hints
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
 
 def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
-    """A model of a tool function's arguments, without its Context parameter, forbidding extras."""
+    """A model of a tool function's arguments, without the parameters the SDK fills, forbidding extras."""
     hints = get_type_hints(fn, include_extras=True)
     fields: dict[str, Any] = {}
     for name, param in inspect.signature(fn).parameters.items():
         annotation = hints[name]
-        if annotation is Context or (isinstance(annotation, type) and issubclass(annotation, Context)):
+        if _injected(annotation):
             continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[name] = (annotation, default)
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     model: type[BaseModel] = create_model(f"{fn.__name__}_arguments", __config__=config, **fields)
     return model
+
+
+def _injected(annotation: Any) -> bool:
+    """A parameter the SDK fills itself: the Context, or one resolved by ``Resolve(...)``."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(meta, Resolve) for meta in get_args(annotation)[1:])
+    return isinstance(annotation, type) and issubclass(annotation, Context)
 
 
 def _describe(error: ErrorDetails) -> str:

@@ -8,15 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderRole, TradingState
+from catalyst_mcp.domain.enums import Market, OrderRole, TradingState
 from catalyst_mcp.domain.models import OrderIntent
+from catalyst_mcp.domain.records import CycleRecord
+from catalyst_mcp.ports import Clock
 from catalyst_mcp.risk.engine import RiskDecision, evaluate
-from catalyst_mcp.services import halting, workflow
+from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.reading import read_snapshot
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import approvals_repo
-from catalyst_mcp.store.records import AuditEntry, CycleRecord
+from catalyst_mcp.services.halting import Halting
+from catalyst_mcp.services.reading import SnapshotReader
+from catalyst_mcp.services.workflow import refuse_outside_own_cycle
+from catalyst_mcp.store import approvals
+from catalyst_mcp.store.lane import Lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,50 +54,67 @@ def intent_arguments(intent: OrderIntent) -> dict[str, Any]:
     }
 
 
-async def check_risk(rt: Runtime, intent: OrderIntent, cycle: CycleRecord | None, caller: Caller) -> RiskResult:
-    """Judge ``intent`` on the execution lane against the book, its reservations and the broker, and record
-    the decision: an approval is a reservation from this moment. A loss at the daily limit halts trading."""
-    limits = rt.settings.risk
-    cycle_id = cycle.cycle_id if cycle is not None else None
-    async with rt.lane.hold() as conn:
-        reading = await read_snapshot(
-            rt,
-            conn,
-            intent,
-            cycle_mode=cycle.mode if cycle is not None else None,
-            agent_id=rt.settings.agent_id if cycle is None else None,
-        )
-        if cycle is None:
-            workflow.refuse_outside_own_cycle(rt, "check_risk", reading.book.agent_cycle)
-        snapshot = reading.snapshot
-        decision = evaluate(snapshot, limits)
-        now = rt.clock.now()
-        approval_id = uuid.uuid4() if decision.approved else None
-        expires_at = now + timedelta(seconds=limits.approval_ttl_seconds) if decision.approved else None
-        outcome = f"approved {approval_id}" if approval_id else "refused: " + "; ".join(decision.reasons)
-        loss = next((c.message for c in decision.checks if c.rule == "daily_loss" and not c.passed), None)
-        await approvals_repo.record_decision(
-            conn,
-            approval_id=approval_id,
-            cycle_id=cycle_id,
-            market=rt.profile.market,
-            intent=intent,
-            approved=decision.approved,
-            role=OrderRole.ENTRY if snapshot.is_entry else OrderRole.EXIT,
-            checks=_checks_json(decision),
-            limits_version=limits.version,
-            created_at=now,
-            expires_at=expires_at,
-            reference_price=snapshot.reference_price,
-            book_version=reading.book.version,
-            account=snapshot.account,
-            quote=snapshot.quote,
-            audit=AuditEntry(caller.name, caller.role, "check_risk", intent_arguments(intent), outcome, cycle_id),
-        )
-        halted = None
-        if loss is not None:
-            if await halting.halt(rt, conn, loss, "risk", caller, "check_risk"):
-                halted = loss
-        elif reading.book.state is TradingState.HALTED and reading.book.working_entries:
-            await halting.cancel_entries(rt, conn, caller, "check_risk")
-    return RiskResult(intent, decision, approval_id, expires_at, limits.version, halted)
+@dataclass(frozen=True, slots=True)
+class ApprovalService:
+    lane: Lane
+    reader: SnapshotReader
+    halting: Halting
+    clock: Clock
+    market: Market
+    limits: RiskLimits
+    agent_id: str
+    idle_after: timedelta
+
+    async def check_risk(self, intent: OrderIntent, cycle: CycleRecord | None, caller: Caller) -> RiskResult:
+        """Judge ``intent`` on the execution lane against the book, its reservations and the broker, and record
+        the decision: an approval is a reservation from this moment. A loss at the daily limit halts
+        trading."""
+        limits = self.limits
+        cycle_id = cycle.cycle_id if cycle is not None else None
+        async with self.lane.hold() as conn:
+            reading = await self.reader.read(
+                conn,
+                intent,
+                cycle_mode=cycle.mode if cycle is not None else None,
+                agent_id=self.agent_id if cycle is None else None,
+            )
+            if cycle is None:
+                refuse_outside_own_cycle(
+                    "check_risk",
+                    reading.book.agent_cycle,
+                    agent_id=self.agent_id,
+                    now=self.clock.now(),
+                    idle_after=self.idle_after,
+                )
+            snapshot = reading.snapshot
+            decision = evaluate(snapshot, limits)
+            now = self.clock.now()
+            approval_id = uuid.uuid4() if decision.approved else None
+            expires_at = now + timedelta(seconds=limits.approval_ttl_seconds) if decision.approved else None
+            outcome = f"approved {approval_id}" if approval_id else "refused: " + "; ".join(decision.reasons)
+            loss = next((c.message for c in decision.checks if c.rule == "daily_loss" and not c.passed), None)
+            await approvals.record_decision(
+                conn,
+                approval_id=approval_id,
+                cycle_id=cycle_id,
+                market=self.market,
+                intent=intent,
+                approved=decision.approved,
+                role=OrderRole.ENTRY if snapshot.is_entry else OrderRole.EXIT,
+                checks=_checks_json(decision),
+                limits_version=limits.version,
+                created_at=now,
+                expires_at=expires_at,
+                reference_price=snapshot.reference_price,
+                book_version=reading.book.version,
+                account=snapshot.account,
+                quote=snapshot.quote,
+                audited=caller.entry("check_risk", intent_arguments(intent), outcome, cycle_id),
+            )
+            halted = None
+            if loss is not None:
+                if await self.halting.halt(conn, loss, "risk", caller, "check_risk"):
+                    halted = loss
+            elif reading.book.state is TradingState.HALTED and reading.book.working_entries:
+                await self.halting.cancel_entries(conn, caller, "check_risk")
+        return RiskResult(intent, decision, approval_id, expires_at, limits.version, halted)

@@ -5,110 +5,137 @@ protective legs it was sent with become orders of ours. Every caller holds the l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-import asyncpg
-
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import LegKind, OrderRole, OrderStatus
+from catalyst_mcp.domain.enums import LegKind, Market, OrderRole, OrderStatus
 from catalyst_mcp.domain.fills import new_fills
-from catalyst_mcp.domain.models import BrokerOrder, Fill, Position
+from catalyst_mcp.domain.models import BrokerOrder, Fill
+from catalyst_mcp.domain.records import OrderRecord
+from catalyst_mcp.ports import Clock
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import orders_repo, repos
-from catalyst_mcp.store.records import AuditEntry, OrderRecord
+from catalyst_mcp.store import book, orders
+from catalyst_mcp.store.db import Conn, transaction
+from catalyst_mcp.store.orders import LegRow
 
 _LEG_ROLE = {LegKind.STOP_LOSS: OrderRole.STOP_LOSS, LegKind.TAKE_PROFIT: OrderRole.TAKE_PROFIT}
 
 
-async def record_answer(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    order: OrderRecord,
-    answer: BrokerOrder,
-    caller: Caller,
-    *,
-    tool: str,
-) -> OrderRecord:
-    """Record ``answer`` for ``order`` (as currently recorded) in one transaction; returns the order now."""
-    now = rt.clock.now()
-    market = rt.profile.market
-    async with conn.transaction():
-        known = await orders_repo.fill_ids(conn, order.order_id) if order.filled_quantity > 0 else set()
-        fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
-        protect_with = order.role is OrderRole.ENTRY
-        for fill in fresh:
-            await repos.apply_fill_to_book(
-                conn,
-                market,
-                fill,
-                order.stop_loss if protect_with else None,
-                order.take_profit if protect_with else None,
+def has_news(order: OrderRecord, seen: BrokerOrder | None) -> bool:
+    """Whether the broker's view of ``order`` differs from what we recorded."""
+    return seen is not None and (
+        seen.status is not order.status
+        or seen.filled_quantity != order.filled_quantity
+        or seen.broker_order_id != order.broker_order_id
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    market: Market
+    broker_name: str
+    clock: Clock
+
+    async def record_answer(
+        self, conn: Conn, order: OrderRecord, answer: BrokerOrder, caller: Caller, *, tool: str
+    ) -> OrderRecord:
+        """Record ``answer`` for ``order`` (as currently recorded) in one transaction; returns the order now."""
+        now = self.clock.now()
+        async with transaction(conn):
+            known = await orders.fill_ids(conn, order.order_id) if order.filled_quantity > 0 else set()
+            fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
+            protect_with = order.role is OrderRole.ENTRY
+            for fill in fresh:
+                await book.apply_fill(
+                    conn,
+                    self.market,
+                    fill,
+                    order.stop_loss if protect_with else None,
+                    order.take_profit if protect_with else None,
+                )
+            booked = sum((f.quantity for f in fresh), Decimal(0))
+            filled = order.filled_quantity + booked
+            status = answer.status
+            if filled < answer.filled_quantity:  # a fill the broker could not price yet: look again later
+                status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+            avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
+            reason = (
+                "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
             )
-        booked = sum((f.quantity for f in fresh), Decimal(0))
-        filled = order.filled_quantity + booked
-        status = answer.status
-        if filled < answer.filled_quantity:  # a fill the broker could not price yet: look again later
-            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
-        avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
-        reason = "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
-        legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
-        changed = booked > 0 or status is not order.status or order.broker_order_id is None
-        outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
-        return await orders_repo.record_answer(
-            conn,
-            order,
-            fills=fresh,
-            status=status,
-            broker_order_id=answer.broker_order_id,
-            filled_quantity=filled,
-            avg_fill_price=avg if filled > 0 else None,
-            reject_reason=reason,
-            legs=legs,
-            broker=rt.broker.name,
-            changed=changed,
-            audit=AuditEntry(
-                caller.name,
-                caller.role,
+            legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
+            changed = booked > 0 or status is not order.status or order.broker_order_id is None
+            outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
+            return await orders.record_answer(
+                conn,
+                order,
+                fills=fresh,
+                status=status,
+                broker_order_id=answer.broker_order_id,
+                filled_quantity=filled,
+                avg_fill_price=avg if filled > 0 else None,
+                reject_reason=reason,
+                legs=legs,
+                broker=self.broker_name,
+                changed=changed,
+                audited=caller.entry(
+                    tool,
+                    {"client_order_id": order.client_order_id},
+                    outcome + (f", {len(legs)} protective legs" if legs else ""),
+                    order.cycle_id,
+                ),
+                at=now,
+            )
+
+    async def record_unsent(
+        self,
+        conn: Conn,
+        order: OrderRecord,
+        status: OrderStatus,
+        reason: str,
+        caller: Caller,
+        *,
+        tool: str = "execute_trade",
+    ) -> OrderRecord:
+        """End an order that never reached the broker (refused by a re-check, or the broker refused it
+        outright)."""
+        async with transaction(conn):
+            updated = await orders.update_order(
+                conn,
+                order.order_id,
+                status=status,
+                broker_order_id=None,
+                filled_quantity=order.filled_quantity,
+                avg_fill_price=order.avg_fill_price,
+                reject_reason=reason,
+                at=self.clock.now(),
+            )
+            await audit(
+                conn,
+                caller,
                 tool,
                 {"client_order_id": order.client_order_id},
-                outcome + (f", {len(legs)} protective legs" if legs else ""),
+                f"{status.value}: {reason}",
                 order.cycle_id,
-            ),
-            at=now,
-        )
+            )
+        return updated
 
-
-async def record_unsent(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    order: OrderRecord,
-    status: OrderStatus,
-    reason: str,
-    caller: Caller,
-    *,
-    tool: str = "execute_trade",
-) -> OrderRecord:
-    """End an order that never reached the broker (refused by a re-check, or the broker refused it outright)."""
-    async with conn.transaction():
-        updated = await orders_repo.update_order(
-            conn,
-            order.order_id,
-            status=status,
-            broker_order_id=None,
-            filled_quantity=order.filled_quantity,
-            avg_fill_price=order.avg_fill_price,
-            reject_reason=reason,
-            at=rt.clock.now(),
-        )
-        await audit(
-            conn, caller, tool, {"client_order_id": order.client_order_id}, f"{status.value}: {reason}", order.cycle_id
-        )
-    return updated
-
-
-async def position_of(conn: asyncpg.Connection | repos.Conn, rt: Runtime, symbol: str) -> Position | None:
-    return await repos.position_of(conn, rt.profile.market, symbol)
+    async def record_news(
+        self,
+        conn: Conn,
+        working: list[OrderRecord],
+        latest: dict[str, BrokerOrder | None],
+        caller: Caller,
+        *,
+        tool: str,
+    ) -> list[OrderRecord]:
+        """Book what the broker says about each working order that has news; returns the orders updated."""
+        updated: list[OrderRecord] = []
+        for order in working:
+            seen = latest.get(order.client_order_id)
+            if seen is not None and has_news(order, seen):
+                updated.append(await self.record_answer(conn, order, seen, caller, tool=tool))
+        return updated
 
 
 def _average(order: OrderRecord, fresh: tuple[Fill, ...]) -> Decimal | None:
@@ -120,10 +147,10 @@ def _average(order: OrderRecord, fresh: tuple[Fill, ...]) -> Decimal | None:
     return total_value / total_qty if total_qty > 0 else None
 
 
-def _leg_row(leg: BrokerOrder) -> orders_repo.LegRow:
+def _leg_row(leg: BrokerOrder) -> LegRow:
     kind = leg.leg_kind
     assert kind is not None
-    return orders_repo.LegRow(
+    return LegRow(
         role=_LEG_ROLE[kind],
         side=leg.side,
         quantity=leg.quantity,

@@ -13,22 +13,26 @@ that hold its shares and re-protects what is left afterwards (``services/protect
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 
-import asyncpg
-
-from catalyst_mcp.domain.enums import CycleMode, CycleState, OrderRole, OrderStatus, TradingState
+from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, TradingState
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
+from catalyst_mcp.domain.records import ApprovalRecord, OrderRecord
+from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.risk.engine import recheck
-from catalyst_mcp.services import halting, protection, workflow
+from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.booking import record_answer, record_unsent
-from catalyst_mcp.services.reading import Reading, read_snapshot
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import orders_repo, repos
-from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
+from catalyst_mcp.services.booking import Booking
+from catalyst_mcp.services.halting import Halting
+from catalyst_mcp.services.protection import Levels, Protection
+from catalyst_mcp.services.reading import Reading, SnapshotReader
+from catalyst_mcp.services.workflow import refuse_outside_own_cycle
+from catalyst_mcp.store import book, orders
+from catalyst_mcp.store.db import Conn, transaction
+from catalyst_mcp.store.lane import Lane
 
 TOOL = "execute_trade"
 
@@ -58,26 +62,6 @@ class ExecutionResult:
     protection: tuple[Decimal | None, Decimal | None] = (None, None)  # the position's working stop and target
 
 
-async def execute_trade(rt: Runtime, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
-    async with rt.lane.hold() as conn:
-        found = await orders_repo.execution_of(conn, approval_id, rt.settings.agent_id, rt.profile.market)
-        approval, order = found.approval, found.order
-        if approval is None or approval.market is not rt.profile.market:
-            raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
-        mode = _cycle_of(approval, cycle_id, found.cycle)
-        if cycle_id is None:
-            workflow.refuse_outside_own_cycle(rt, TOOL, found.agent_cycle)
-        if order is None:
-            if approval.used_at is not None:
-                raise InvalidInput(f"approval {approval_id} was already used")
-            if rt.clock.now() >= approval.expires_at:
-                raise InvalidInput(
-                    f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
-                )
-            return await _first_execution(rt, conn, approval, mode, caller)
-        return await _replay(rt, conn, approval, order, mode, caller)
-
-
 def _cycle_of(
     approval: ApprovalRecord, cycle_id: str | None, owner_cycle: tuple[CycleMode, CycleState] | None
 ) -> CycleMode | None:
@@ -102,152 +86,188 @@ def _cycle_of(
     return owner_cycle[0]
 
 
-async def _judge(
-    rt: Runtime, conn: asyncpg.Connection, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
-) -> tuple[Reading, str | None]:
-    """The re-checks of an approval against a fresh snapshot: the reading, and why it may not be sent (None:
-    send it). The account it was approved with is reused while the book has not moved and it is recent."""
-    known = None
-    age = (rt.clock.now() - approval.created_at).total_seconds()
-    if 0 <= age <= rt.settings.account_reuse_seconds and approval.account is not None:
-        known = (approval.book_version or 0, approval.account)
-    quote = approval.quote if 0 <= age <= rt.settings.quote_reuse_seconds else None
-    reading = await read_snapshot(
-        rt,
-        conn,
-        approval.intent,
-        cycle_mode=mode,
-        exclude_approval=approval.approval_id,
-        approved_reference=approval.reference_price,
-        known_account=known,
-        known_quote=quote,
-    )
-    if reading.book.state is TradingState.HALTED and reading.book.working_entries:
-        await halting.cancel_entries(rt, conn, caller, TOOL)
-    failed = recheck(reading.snapshot, rt.settings.risk)
-    return reading, ("; ".join(c.message for c in failed) if failed else None)
+@dataclass(frozen=True, slots=True)
+class ExecutionService:
+    lane: Lane
+    reader: SnapshotReader
+    booking: Booking
+    protection: Protection
+    halting: Halting
+    broker: Broker
+    market_data: MarketData
+    clock: Clock
+    market: Market
+    limits: RiskLimits
+    agent_id: str
+    idle_after: timedelta
+    account_reuse: timedelta
+    quote_reuse: timedelta
 
+    async def execute_trade(self, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
+        async with self.lane.hold() as conn:
+            found = await orders.execution_of(conn, approval_id, self.agent_id, self.market)
+            approval, order = found.approval, found.order
+            if approval is None or approval.market is not self.market:
+                raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
+            mode = _cycle_of(approval, cycle_id, found.cycle)
+            if cycle_id is None:
+                refuse_outside_own_cycle(
+                    TOOL, found.agent_cycle, agent_id=self.agent_id, now=self.clock.now(), idle_after=self.idle_after
+                )
+            if order is None:
+                if approval.used_at is not None:
+                    raise InvalidInput(f"approval {approval_id} was already used")
+                if self.clock.now() >= approval.expires_at:
+                    raise InvalidInput(
+                        f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
+                    )
+                result = await self._first_execution(conn, approval, mode, caller)
+            else:
+                result = await self._replay(conn, approval, order, mode, caller)
+        if result.quote is None and result.position is not None:  # a replay: the re-check read no quote
+            result = replace(result, quote=await self.market_data.get_quote(approval.intent.symbol))
+        return result
 
-async def _first_execution(
-    rt: Runtime, conn: asyncpg.Connection, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
-) -> ExecutionResult:
-    args = _args(approval)
-    reading, refusal = await _judge(rt, conn, approval, mode, caller)
-    if refusal is not None:
-        async with conn.transaction():
-            await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)
-        return ExecutionResult(None, approval, None, False, refusal, reading.snapshot.quote)
-    client_order_id = client_order_id_for(approval.approval_id)
-    order = await orders_repo.record_intent(
-        conn,
-        client_order_id=client_order_id,
-        approval=approval,
-        role=OrderRole.ENTRY if reading.snapshot.is_entry else OrderRole.EXIT,
-        broker=rt.broker.name,
-        at=rt.clock.now(),
-        audit=AuditEntry(caller.name, caller.role, TOOL, args, f"order {client_order_id} recorded", approval.cycle_id),
-    )
-    return await _send(rt, conn, approval, order, reading, caller, replayed=False)
+    async def _judge(
+        self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+    ) -> tuple[Reading, str | None]:
+        """The re-checks of an approval against a fresh snapshot: the reading, and why it may not be sent (None:
+        send it). The account it was approved with is reused while the book has not moved and it is recent."""
+        known = None
+        age = (self.clock.now() - approval.created_at).total_seconds()
+        if 0 <= age <= self.account_reuse.total_seconds() and approval.account is not None:
+            known = (approval.book_version or 0, approval.account)
+        quote = approval.quote if 0 <= age <= self.quote_reuse.total_seconds() else None
+        reading = await self.reader.read(
+            conn,
+            approval.intent,
+            cycle_mode=mode,
+            exclude_approval=approval.approval_id,
+            approved_reference=approval.reference_price,
+            known_account=known,
+            known_quote=quote,
+        )
+        if reading.book.state is TradingState.HALTED and reading.book.working_entries:
+            await self.halting.cancel_entries(conn, caller, TOOL)
+        failed = recheck(reading.snapshot, self.limits)
+        return reading, ("; ".join(c.message for c in failed) if failed else None)
 
+    async def _first_execution(
+        self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+    ) -> ExecutionResult:
+        args = _args(approval)
+        reading, refusal = await self._judge(conn, approval, mode, caller)
+        if refusal is not None:
+            async with transaction(conn):
+                await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)
+            return ExecutionResult(None, approval, None, False, refusal, reading.snapshot.quote)
+        client_order_id = client_order_id_for(approval.approval_id)
+        order = await orders.record_intent(
+            conn,
+            client_order_id=client_order_id,
+            approval=approval,
+            role=OrderRole.ENTRY if reading.snapshot.is_entry else OrderRole.EXIT,
+            broker=self.broker.name,
+            at=self.clock.now(),
+            audited=caller.entry(TOOL, args, f"order {client_order_id} recorded", approval.cycle_id),
+        )
+        return await self._send(conn, approval, order, reading, caller, replayed=False)
 
-async def _replay(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    approval: ApprovalRecord,
-    order: OrderRecord,
-    mode: CycleMode | None,
-    caller: Caller,
-) -> ExecutionResult:
-    """The same approval again: return its order as it stands now; resume it if it never reached the broker."""
-    if order.status is not OrderStatus.PENDING:
-        if order.status.is_open:
-            found = await rt.broker.get_order_by_client_id(order.client_order_id)
-            if found is not None:
-                order = await record_answer(rt, conn, order, found, caller, tool=TOOL)
-        return await _result(rt, conn, approval, order, replayed=True)
-    try:
-        found = await rt.broker.get_order_by_client_id(order.client_order_id)
-    except CatalystError as exc:  # it stays pending: nothing is sent before the broker can say
-        raise TemporaryFailure(
-            f"order {order.client_order_id} could not be looked up at the broker ({exc}); "
-            "call execute_trade again with the same approval"
-        ) from None
-    if found is not None:
-        order = await record_answer(rt, conn, order, found, caller, tool=TOOL)
-        if order.role is OrderRole.EXIT:
-            await protection.reprotect(rt, conn, order.symbol, protection.Levels(), caller, tool=TOOL)
-        return await _result(rt, conn, approval, order, replayed=True)
-    # The broker never received it: judged again exactly as a first execution would be.
-    if rt.clock.now() >= approval.expires_at:
-        reason = f"approval expired at {approval.expires_at.isoformat()} before the order reached the broker"
-        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, reason, caller)
-        return await _result(rt, conn, approval, order, replayed=True)
-    reading, refusal = await _judge(rt, conn, approval, mode, caller)
-    if refusal is not None:
-        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, refusal, caller)
-        return await _result(rt, conn, approval, order, replayed=True, quote=reading.snapshot.quote)
-    return await _send(rt, conn, approval, order, reading, caller, replayed=True)
-
-
-async def _send(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    approval: ApprovalRecord,
-    order: OrderRecord,
-    reading: Reading,
-    caller: Caller,
-    *,
-    replayed: bool,
-) -> ExecutionResult:
-    """Send an order no earlier attempt of which reached the broker, and book the answer."""
-    quote = reading.snapshot.quote
-    levels = protection.Levels()
-    if order.role is OrderRole.EXIT:
-        levels = await protection.clear_for_exit(rt, conn, order, caller, tool=TOOL)
-    answer: BrokerOrder | None
-    try:
-        answer = await rt.broker.submit_order(approval.intent, order.client_order_id)
-    except BrokerRejected as exc:
-        answer = None
-        order = await record_unsent(rt, conn, order, OrderStatus.REJECTED, str(exc), caller)
-    except CatalystError as exc:
-        answer = await _look_up(rt, order.client_order_id)
-        if answer is None:
-            if levels.any:
-                await protection.reprotect(rt, conn, order.symbol, levels, caller, tool=TOOL)
+    async def _replay(
+        self,
+        conn: Conn,
+        approval: ApprovalRecord,
+        order: OrderRecord,
+        mode: CycleMode | None,
+        caller: Caller,
+    ) -> ExecutionResult:
+        """The same approval again: return its order as it stands now; resume it if it never reached the broker."""
+        if order.status is not OrderStatus.PENDING:
+            if order.status.is_open:
+                found = await self.broker.get_order_by_client_id(order.client_order_id)
+                if found is not None:
+                    order = await self.booking.record_answer(conn, order, found, caller, tool=TOOL)
+            return await self._result(conn, approval, order, replayed=True)
+        try:
+            found = await self.broker.get_order_by_client_id(order.client_order_id)
+        except CatalystError as exc:  # it stays pending: nothing is sent before the broker can say
             raise TemporaryFailure(
-                f"order {order.client_order_id} was not confirmed by the broker ({exc}); "
+                f"order {order.client_order_id} could not be looked up at the broker ({exc}); "
                 "call execute_trade again with the same approval"
             ) from None
-    if answer is not None:
-        order = await record_answer(rt, conn, order, answer, caller, tool=TOOL)
-    if levels.any:
-        await protection.reprotect(rt, conn, order.symbol, levels, caller, tool=TOOL)
-    return await _result(rt, conn, approval, order, replayed=replayed, quote=quote)
+        if found is not None:
+            order = await self.booking.record_answer(conn, order, found, caller, tool=TOOL)
+            if order.role is OrderRole.EXIT:
+                await self.protection.reprotect(conn, order.symbol, Levels(), caller, tool=TOOL)
+            return await self._result(conn, approval, order, replayed=True)
+        # The broker never received it: judged again exactly as a first execution would be.
+        if self.clock.now() >= approval.expires_at:
+            reason = f"approval expired at {approval.expires_at.isoformat()} before the order reached the broker"
+            order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, reason, caller)
+            return await self._result(conn, approval, order, replayed=True)
+        reading, refusal = await self._judge(conn, approval, mode, caller)
+        if refusal is not None:
+            order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, refusal, caller)
+            return await self._result(conn, approval, order, replayed=True, quote=reading.snapshot.quote)
+        return await self._send(conn, approval, order, reading, caller, replayed=True)
 
+    async def _send(
+        self,
+        conn: Conn,
+        approval: ApprovalRecord,
+        order: OrderRecord,
+        reading: Reading,
+        caller: Caller,
+        *,
+        replayed: bool,
+    ) -> ExecutionResult:
+        """Send an order no earlier attempt of which reached the broker, and book the answer."""
+        quote = reading.snapshot.quote
+        levels = Levels()
+        if order.role is OrderRole.EXIT:
+            levels = await self.protection.clear_for_exit(conn, order, caller, tool=TOOL)
+        answer: BrokerOrder | None
+        try:
+            answer = await self.broker.submit_order(approval.intent, order.client_order_id)
+        except BrokerRejected as exc:
+            answer = None
+            order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, str(exc), caller)
+        except CatalystError as exc:
+            answer = await self._look_up(order.client_order_id)
+            if answer is None:
+                if levels.any:
+                    await self.protection.reprotect(conn, order.symbol, levels, caller, tool=TOOL)
+                raise TemporaryFailure(
+                    f"order {order.client_order_id} was not confirmed by the broker ({exc}); "
+                    "call execute_trade again with the same approval"
+                ) from None
+        if answer is not None:
+            order = await self.booking.record_answer(conn, order, answer, caller, tool=TOOL)
+        if levels.any:
+            await self.protection.reprotect(conn, order.symbol, levels, caller, tool=TOOL)
+        return await self._result(conn, approval, order, replayed=replayed, quote=quote)
 
-async def _look_up(rt: Runtime, client_order_id: str) -> BrokerOrder | None:
-    """After an ambiguous submit: the order, if the broker has it; None if it does not or cannot say now."""
-    try:
-        return await rt.broker.get_order_by_client_id(client_order_id)
-    except CatalystError:
-        return None
+    async def _look_up(self, client_order_id: str) -> BrokerOrder | None:
+        """After an ambiguous submit: the order, if the broker has it; None if it does not or cannot say now."""
+        try:
+            return await self.broker.get_order_by_client_id(client_order_id)
+        except CatalystError:
+            return None
 
-
-async def _result(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    approval: ApprovalRecord,
-    order: OrderRecord,
-    *,
-    replayed: bool,
-    quote: Quote | None = None,
-) -> ExecutionResult:
-    position = await repos.position_of(conn, rt.profile.market, order.symbol)
-    legs = await orders_repo.working_legs(conn, rt.profile.market, order.symbol) if position else {}
-    reason = order.reject_reason if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) else None
-    protection = legs.get(order.symbol, (None, None))
-    return ExecutionResult(order, approval, position, replayed, reason, quote, protection)
+    async def _result(
+        self,
+        conn: Conn,
+        approval: ApprovalRecord,
+        order: OrderRecord,
+        *,
+        replayed: bool,
+        quote: Quote | None = None,
+    ) -> ExecutionResult:
+        position = await book.position_of(conn, self.market, order.symbol)
+        legs = await orders.working_legs(conn, self.market, order.symbol) if position else {}
+        reason = order.reject_reason if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) else None
+        protected = legs.get(order.symbol, (None, None))
+        return ExecutionResult(order, approval, position, replayed, reason, quote, protected)
 
 
 def _args(approval: ApprovalRecord) -> dict[str, str]:

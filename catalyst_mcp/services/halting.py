@@ -5,57 +5,66 @@ the broker does not confirm is tried again by the next holder of the lane that f
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-import asyncpg
-
-from catalyst_mcp.domain.enums import OrderRole, OrderStatus, TradingState
+from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus, TradingState
 from catalyst_mcp.domain.errors import CatalystError
+from catalyst_mcp.ports import Broker, Clock
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.booking import record_answer
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import orders_repo, risk_repo
+from catalyst_mcp.services.booking import Booking
+from catalyst_mcp.store import orders, trading_state
+from catalyst_mcp.store.db import Conn, transaction
 
 log = logging.getLogger(__name__)
 
 
-async def halt(rt: Runtime, conn: asyncpg.Connection, reason: str, by: str, caller: Caller, tool: str) -> bool:
-    """Switch the market to HALTED (False when it already was) and cancel its working entries."""
-    async with conn.transaction():
-        changed = await risk_repo.set_trading_state(
-            conn, rt.profile.market, TradingState.HALTED, reason, by, rt.clock.now()
-        )
-        if changed:
-            await audit(conn, caller, tool, {}, f"trading halted: {reason}", None)
-    await cancel_entries(rt, conn, caller, tool)
-    return changed
+@dataclass(frozen=True, slots=True)
+class Halting:
+    market: Market
+    clock: Clock
+    broker: Broker
+    booking: Booking
+    cancels_entries: bool
 
-
-async def cancel_entries(rt: Runtime, conn: asyncpg.Connection, caller: Caller, tool: str) -> list[str]:
-    """Cancel every working entry order of the market; returns their client order ids."""
-    if not rt.settings.halt_cancels_entries:
-        return []
-    done: list[str] = []
-    for order in await orders_repo.working(conn, rt.profile.market):
-        if order.role is not OrderRole.ENTRY:
-            continue
-        try:
-            at_broker = (
-                await rt.broker.get_order_by_client_id(order.client_order_id) if order.broker_order_id is None else None
+    async def halt(self, conn: Conn, reason: str, by: str, caller: Caller, tool: str) -> bool:
+        """Switch the market to HALTED (False when it already was) and cancel its working entries."""
+        async with transaction(conn):
+            changed = await trading_state.set_state(
+                conn, self.market, TradingState.HALTED, reason, by, self.clock.now()
             )
-            if order.broker_order_id is None and at_broker is None:
-                async with conn.transaction():
-                    if await orders_repo.cancel_unsent(conn, order.order_id, "trading halted", rt.clock.now()):
-                        await audit(conn, caller, tool, {"cancel": order.client_order_id},
-                                    f"order {order.client_order_id} cancelled before it reached the broker:"
-                                    " trading halted", order.cycle_id)  # fmt: skip
-                done.append(order.client_order_id)
+            if changed:
+                await audit(conn, caller, tool, {}, f"trading halted: {reason}", None)
+        await self.cancel_entries(conn, caller, tool)
+        return changed
+
+    async def cancel_entries(self, conn: Conn, caller: Caller, tool: str) -> list[str]:
+        """Cancel every working entry order of the market; returns their client order ids."""
+        if not self.cancels_entries:
+            return []
+        done: list[str] = []
+        for order in await orders.working(conn, self.market):
+            if order.role is not OrderRole.ENTRY:
                 continue
-            broker_id = order.broker_order_id or (at_broker.broker_order_id if at_broker else "")
-            final = await rt.broker.cancel_order(broker_id)
-        except CatalystError as exc:
-            log.warning("halt: could not cancel %s yet: %s", order.client_order_id, exc)
-            continue
-        recorded = await record_answer(rt, conn, order, final, caller, tool=tool)
-        if recorded.status is OrderStatus.CANCELLED:
-            done.append(order.client_order_id)
-    return done
+            try:
+                at_broker = (
+                    await self.broker.get_order_by_client_id(order.client_order_id)
+                    if order.broker_order_id is None
+                    else None
+                )
+                if order.broker_order_id is None and at_broker is None:
+                    async with transaction(conn):
+                        if await orders.cancel_unsent(conn, order.order_id, "trading halted", self.clock.now()):
+                            await audit(conn, caller, tool, {"cancel": order.client_order_id},
+                                        f"order {order.client_order_id} cancelled before it reached the broker:"
+                                        " trading halted", order.cycle_id)  # fmt: skip
+                    done.append(order.client_order_id)
+                    continue
+                broker_id = order.broker_order_id or (at_broker.broker_order_id if at_broker else "")
+                final = await self.broker.cancel_order(broker_id)
+            except CatalystError as exc:
+                log.warning("halt: could not cancel %s yet: %s", order.client_order_id, exc)
+                continue
+            recorded = await self.booking.record_answer(conn, order, final, caller, tool=tool)
+            if recorded.status is OrderStatus.CANCELLED:
+                done.append(order.client_order_id)
+        return done

@@ -1,14 +1,17 @@
-"""get_portfolio: the account from the broker and the book from PostgreSQL, marked to market."""
+"""get_portfolio (the account from the broker and the book from PostgreSQL, marked to market), the book as
+recorded, and the market data tools (scan_market, get_quote)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 
-from catalyst_mcp.domain.models import Account, Position, Quote
-from catalyst_mcp.services.reading import concurrently
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import orders_repo, repos, risk_repo
+from catalyst_mcp.domain.models import Account, Candidate, Position, Quote
+from catalyst_mcp.markets.profiles import MarketProfile
+from catalyst_mcp.ports import Broker, Clock, MarketData
+from catalyst_mcp.services.reading import concurrently, start_equity
+from catalyst_mcp.store import book, orders
+from catalyst_mcp.store.db import Database
 
 _CENT = Decimal("0.01")
 
@@ -46,23 +49,47 @@ def mark(position: Position, quote: Quote | None, protection: Protection = (None
     return MarkedPosition(position, price, value.quantize(_CENT), pnl.quantize(_CENT), pct, *protection)
 
 
-async def get_portfolio(rt: Runtime) -> Portfolio:
-    """The book with its working protection, marked with one batch of quotes read alongside the account."""
-    async with rt.pool.acquire() as conn:
-        book = await repos.open_positions(conn, rt.profile.market)
-        legs = await orders_repo.working_legs(conn, rt.profile.market) if book else {}
-    symbols = [p.symbol for p in book]
+@dataclass(frozen=True, slots=True)
+class PortfolioService:
+    db: Database
+    broker: Broker
+    market_data: MarketData
+    clock: Clock
+    profile: MarketProfile
 
-    async def quotes_of() -> dict[str, Quote]:
-        return await rt.market_data.get_quotes(symbols) if symbols else {}
+    async def get_portfolio(self) -> Portfolio:
+        """The book with its working protection, marked with one batch of quotes read alongside the account."""
+        market = self.profile.market
+        async with self.db.connection() as conn:
+            held = await book.open_positions(conn, market)
+            legs = await orders.working_legs(conn, market) if held else {}
+        symbols = [p.symbol for p in held]
 
-    account, quotes = await concurrently(rt.broker.get_account, quotes_of)
-    if account.last_equity is not None:
-        start = account.last_equity
-    else:
-        day = (await rt.broker.now()).astimezone(rt.profile.timezone).date()
-        async with rt.pool.acquire() as conn:
-            start = await risk_repo.start_of_day_equity(conn, rt.profile.market, day, account.equity, rt.clock.now())
-    day_pnl = account.equity - start
-    marked = tuple(mark(p, quotes.get(p.symbol), legs.get(p.symbol, (None, None))) for p in book)
-    return Portfolio(account, day_pnl.quantize(_CENT), marked)
+        async def quotes_of() -> dict[str, Quote]:
+            return await self.market_data.get_quotes(symbols) if symbols else {}
+
+        account, quotes = await concurrently(self.broker.get_account, quotes_of)
+        if account.last_equity is not None:
+            start = account.last_equity
+        else:
+            day = (await self.broker.now()).astimezone(self.profile.timezone).date()
+            async with self.db.connection() as conn:
+                start = await start_equity(conn, market, account, day, self.clock.now())
+        day_pnl = account.equity - start
+        marked = tuple(mark(p, quotes.get(p.symbol), legs.get(p.symbol, (None, None))) for p in held)
+        return Portfolio(account, day_pnl.quantize(_CENT), marked)
+
+    async def book(self) -> list[Position]:
+        """The open positions as recorded (not marked to market)."""
+        async with self.db.connection() as conn:
+            return await book.open_positions(conn, self.profile.market)
+
+    async def scan(self, limit: int) -> list[Candidate]:
+        return await self.market_data.scan(limit)
+
+    async def quote(self, symbol: str) -> Quote | None:
+        return await self.market_data.get_quote(symbol)
+
+    @property
+    def tier(self) -> str:
+        return self.market_data.tier

@@ -13,26 +13,30 @@ execution lane, so no order or fill of ours moves while it reads and applies.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
+from catalyst_mcp.config import SyncSettings
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderRole
+from catalyst_mcp.domain.enums import Market, OrderRole
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.models import BrokerOrder, BrokerPosition
+from catalyst_mcp.domain.records import OrderRecord
 from catalyst_mcp.markets.lots import lot_lookup
+from catalyst_mcp.ports import Broker, Clock
 from catalyst_mcp.reconcile.describe import describe_changes, describe_rest, plan_json
 from catalyst_mcp.reconcile.diff import diff, looks_like_outage
 from catalyst_mcp.reconcile.plan import ChangeKind, InFlight, SyncPlan
-from catalyst_mcp.services import protection
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.orders import has_news, record_news
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import book_repo, book_snapshot, orders_repo, repos
-from catalyst_mcp.store.book_repo import BookChanged
-from catalyst_mcp.store.records import OrderRecord
+from catalyst_mcp.services.booking import Booking, has_news
+from catalyst_mcp.services.protection import Protection
+from catalyst_mcp.store import audit as audit_store
+from catalyst_mcp.store import book, orders, sync_runs
+from catalyst_mcp.store.book import BookChanged
+from catalyst_mcp.store.db import Conn, transaction
+from catalyst_mcp.store.lane import Lane
 
 TOOL = "sync_positions"
 
@@ -59,23 +63,23 @@ class BrokerView:
     moving: frozenset[str]  # client ids of orders whose state changed between the two reads
 
 
-async def read_broker(rt: Runtime, working: list[OrderRecord]) -> BrokerView:
+async def read_broker(broker: Broker, working: list[OrderRecord]) -> BrokerView:
     """The broker's view around its positions; any failed call raises."""
-    first = {o.client_order_id: o for o in await rt.broker.get_open_orders()}
+    first = {o.client_order_id: o for o in await broker.get_open_orders()}
     latest: dict[str, BrokerOrder | None] = {}
     for order in working:
-        latest[order.client_order_id] = first.get(order.client_order_id) or await rt.broker.get_order_by_client_id(
+        latest[order.client_order_id] = first.get(order.client_order_id) or await broker.get_order_by_client_id(
             order.client_order_id
         )
-    positions = await rt.broker.get_positions()
-    second = {o.client_order_id: o for o in await rt.broker.get_open_orders()}
+    positions = await broker.get_positions()
+    second = {o.client_order_id: o for o in await broker.get_open_orders()}
     moving: set[str] = set()
     for coid, before in first.items():
         if coid not in latest:
             continue  # not ours
         after = second.get(coid)
         if after is None:
-            latest[coid] = await rt.broker.get_order_by_client_id(coid)  # it ended between the two reads
+            latest[coid] = await broker.get_order_by_client_id(coid)  # it ended between the two reads
             moving.add(coid)
         elif (after.status, after.filled_quantity) != (before.status, before.filled_quantity):
             latest[coid] = after
@@ -99,62 +103,74 @@ def in_flight(working: list[OrderRecord], view: BrokerView, *, dry_run: bool) ->
     return flying
 
 
-async def sync_positions(
-    rt: Runtime, *, dry_run: bool, force: bool, cycle_id: str | None, caller: Caller
-) -> SyncResult:
-    args: dict[str, Any] = {"dry_run": dry_run, "force": force, **({"cycle_id": cycle_id} if cycle_id else {})}
-    run = _Run(rt, args, dry_run, force, cycle_id, caller)
-    async with rt.lane.hold() as conn:
-        working = await orders_repo.working(conn, rt.profile.market)
-        try:
-            view = await read_broker(rt, working)
-        except CatalystError as exc:
-            reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
-            return await run.refuse(conn, reason)
-        flying = in_flight(working, view, dry_run=dry_run)
-        refreshed = (
-            []
-            if dry_run
-            else [o.client_order_id for o in await record_news(rt, conn, working, view.latest, caller, tool=TOOL)]
-        )
-        try:
-            result = await run.reconcile(conn, view.positions, flying, refreshed)
-        except BookChanged as exc:
-            return await run.refuse(conn, str(exc), refreshed)
-        if result.changes_made:
-            moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
-            await protection.refit_after_sync(rt, conn, moved, caller, tool=TOOL)
-        return result
+@dataclass(frozen=True, slots=True)
+class SyncService:
+    lane: Lane
+    broker: Broker
+    booking: Booking
+    protection: Protection
+    clock: Clock
+    market: Market
+    lot_size: Callable[[str], Decimal]
+    settings: SyncSettings
+
+    async def sync_positions(self, *, dry_run: bool, force: bool, cycle_id: str | None, caller: Caller) -> SyncResult:
+        args: dict[str, Any] = {"dry_run": dry_run, "force": force, **({"cycle_id": cycle_id} if cycle_id else {})}
+        run = _Run(self, args, dry_run, force, cycle_id, caller)
+        async with self.lane.hold() as conn:
+            working = await orders.working(conn, self.market)
+            try:
+                view = await read_broker(self.broker, working)
+            except CatalystError as exc:
+                reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
+                return await run.refuse(conn, reason)
+            flying = in_flight(working, view, dry_run=dry_run)
+            refreshed = (
+                []
+                if dry_run
+                else [
+                    o.client_order_id
+                    for o in await self.booking.record_news(conn, working, view.latest, caller, tool=TOOL)
+                ]
+            )
+            try:
+                result = await run.reconcile(conn, view.positions, flying, refreshed)
+            except BookChanged as exc:
+                return await run.refuse(conn, str(exc), refreshed)
+            if result.changes_made:
+                moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
+                await self.protection.refit_after_sync(conn, moved, caller, tool=TOOL)
+            return result
 
 
 class _Run:
     def __init__(
-        self, rt: Runtime, args: dict[str, Any], dry_run: bool, force: bool, cycle_id: str | None, caller: Caller
+        self, svc: SyncService, args: dict[str, Any], dry_run: bool, force: bool, cycle_id: str | None, caller: Caller
     ) -> None:
-        self.rt, self.args, self.dry_run, self.force = rt, args, dry_run, force
+        self.svc, self.args, self.dry_run, self.force = svc, args, dry_run, force
         self.cycle_id, self.caller = cycle_id, caller
 
     async def reconcile(
-        self, conn: asyncpg.Connection, snapshot: list[BrokerPosition], flying: list[InFlight], refreshed: list[str]
+        self, conn: Conn, snapshot: list[BrokerPosition], flying: list[InFlight], refreshed: list[str]
     ) -> SyncResult:
-        rt, market = self.rt, self.rt.profile.market
-        now = rt.clock.now()
-        async with conn.transaction():
-            book = await book_repo.open_book(conn, market)
+        svc, market = self.svc, self.svc.market
+        now = svc.clock.now()
+        async with transaction(conn):
+            held = await book.open_positions(conn, market)
             plan = diff(
-                book,
+                held,
                 snapshot,
                 flying,
-                rt.settings.sync.price_tolerance,
+                svc.settings.price_tolerance,
                 market=market,
-                lot_size=lot_lookup(market, rt.market_data.lot_size),
+                lot_size=lot_lookup(market, svc.lot_size),
             )
             refused = None if self.force else self._outage(plan)
             apply = refused is None and not self.dry_run
             if apply:
-                await book_repo.apply_plan(conn, market, plan, now)
+                await book.apply_plan(conn, market, plan, now)
                 if not plan.is_empty:
-                    await book_snapshot.bump_version(conn, market)
+                    await book.bump_version(conn, market)
             changes = describe_changes(plan, applied=apply)
             details = [f"order {c}: new fills or status recorded from the broker" for c in refreshed]
             details += changes + describe_rest(plan)
@@ -163,21 +179,17 @@ class _Run:
             sync_id = await self._record(conn, plan, apply, refused)
             if not self.dry_run:
                 if apply:
-                    await book_repo.insert_audit_rows(
+                    await audit_store.insert_many(
                         conn,
-                        caller=self.caller.name,
-                        role=self.caller.role,
-                        tool=TOOL,
-                        arguments=self.args,
-                        outcomes=[f"sync {sync_id}: {c}" for c in changes],
-                        cycle_id=self.cycle_id,
+                        self.caller.entry(TOOL, self.args, "", self.cycle_id),
+                        [f"sync {sync_id}: {c}" for c in changes],
                     )
                 summary = refused or f"{len(plan.changes)} changes applied, {len(plan.skipped)} symbols in flight"
                 await audit(conn, self.caller, TOOL, self.args, f"sync {sync_id}: {summary}", self.cycle_id)
         return SyncResult(sync_id, plan, self.dry_run, apply, refused, tuple(details), tuple(refreshed))
 
     def _outage(self, plan: SyncPlan) -> str | None:
-        s = self.rt.settings.sync
+        s = self.svc.settings
         if not looks_like_outage(plan, s.outage_share, s.outage_min_positions):
             return None
         closing = len(plan.of(ChangeKind.PHANTOM))
@@ -191,23 +203,23 @@ class _Run:
             " really are gone"
         )
 
-    async def _record(self, conn: repos.Conn, plan: SyncPlan, applied: bool, refused: str | None) -> int:
-        return await repos.insert_sync_run(
+    async def _record(self, conn: Conn, plan: SyncPlan, applied: bool, refused: str | None) -> int:
+        return await sync_runs.insert(
             conn,
             cycle_id=self.cycle_id,
-            market=self.rt.profile.market,
+            market=self.svc.market,
             dry_run=self.dry_run,
             forced=self.force,
             applied=applied,
             refused=refused,
             plan=plan_json(plan),
-            at=self.rt.clock.now(),
+            at=self.svc.clock.now(),
         )
 
-    async def refuse(self, conn: asyncpg.Connection, reason: str, refreshed: list[str] | None = None) -> SyncResult:
+    async def refuse(self, conn: Conn, reason: str, refreshed: list[str] | None = None) -> SyncResult:
         """Record a run that changed no position (a failed broker call, a book that moved meanwhile)."""
         empty = SyncPlan((), 0)
-        async with conn.transaction():
+        async with transaction(conn):
             sync_id = await self._record(conn, empty, False, reason)
             if not self.dry_run:
                 await audit(conn, self.caller, TOOL, self.args, f"sync {sync_id}: {reason}", self.cycle_id)

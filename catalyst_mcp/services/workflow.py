@@ -1,4 +1,4 @@
-"""Cycle read models (workflow_status, list_cycles, agent liveness) and phase recording."""
+"""Cycle read models (workflow_status, list_cycles, agent liveness, a cycle's record) and phase recording."""
 
 from __future__ import annotations
 
@@ -19,12 +19,18 @@ from catalyst_mcp.domain.phases import (
     passes,
     progress_bar,
 )
+from catalyst_mcp.domain.records import (
+    ActiveCycle,
+    CycleRecord,
+    DecisionRecord,
+    Heartbeat,
+    OrderRecord,
+    TradingStateRecord,
+)
 from catalyst_mcp.markets.profiles import is_cycle_id
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import repos, workflow_repo
-from catalyst_mcp.store.book_snapshot import ActiveCycle
-from catalyst_mcp.store.records import CycleRecord
-from catalyst_mcp.store.workflow_repo import Heartbeat
+from catalyst_mcp.ports import Clock
+from catalyst_mcp.store import cycles, orders, trading_state
+from catalyst_mcp.store.db import Database, commit_without_flush
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,56 +118,16 @@ def check_cycle_id(cycle_id: str) -> str:
     return cycle_id
 
 
-def idle_window(rt: Runtime) -> timedelta:
-    return timedelta(seconds=rt.settings.abandon_after_seconds)
-
-
-async def abandon_idle(rt: Runtime) -> list[str]:
-    """Mark active cycles idle for longer than the window abandoned (the triggers announce each)."""
-    async with rt.pool.acquire() as conn:
-        return await workflow_repo.abandon_idle(conn, rt.clock.now() - idle_window(rt))
-
-
-async def require_active_cycle(rt: Runtime, cycle_id: str) -> CycleRecord:
-    """The cycle a tool call belongs to; it must exist and still be active."""
-    check_cycle_id(cycle_id)
-    idle_before = rt.clock.now() - idle_window(rt)
-    async with rt.pool.acquire() as conn:
-        cycle = await workflow_repo.get_cycle(conn, cycle_id)
-        if cycle is not None and cycle.status is CycleState.ACTIVE and cycle.updated_at < idle_before:
-            await workflow_repo.abandon_idle(conn, idle_before)  # only on this (rare) path: one query otherwise
-            cycle = await workflow_repo.get_cycle(conn, cycle_id)
-    if cycle is None:
-        raise InvalidInput(f"unknown cycle {cycle_id}")
-    if cycle.status is not CycleState.ACTIVE:
-        raise InvalidInput(f"cycle {cycle_id} is {cycle.status.value}; start a new cycle")
-    return cycle
-
-
-def refuse_outside_own_cycle(rt: Runtime, tool: str, active: ActiveCycle | None) -> None:
+def refuse_outside_own_cycle(
+    tool: str, active: ActiveCycle | None, *, agent_id: str, now: datetime, idle_after: timedelta
+) -> None:
     """A trading call that names no cycle is outside any cycle. The caller's agent (this server's
     CATALYST_AGENT_ID) may not trade so while it has an active cycle in this market (``active``, read with the
     call's own snapshot): its orders belong to that cycle and obey its mode."""
-    if active is not None and active.updated_at >= rt.clock.now() - idle_window(rt):
+    if active is not None and active.updated_at >= now - idle_after:
         raise InvalidInput(
-            f"agent {rt.settings.agent_id} has an active {active.mode.value} cycle {active.cycle_id}:"
-            f" pass cycle_id to {tool}"
+            f"agent {agent_id} has an active {active.mode.value} cycle {active.cycle_id}: pass cycle_id to {tool}"
         )
-
-
-async def record(rt: Runtime, cycle_id: str, tool: str, events: Sequence[PhaseEvent]) -> None:
-    """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
-    them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""
-    async with rt.pool.acquire() as conn, conn.transaction():
-        await repos.commit_without_flush(conn)
-        lock = await workflow_repo.lock_cycle(conn, cycle_id)
-        if lock is None:
-            raise InvalidInput(f"unknown cycle {cycle_id}")
-        if lock.status is not CycleState.ACTIVE:
-            raise Conflict(f"cycle {cycle_id} is {lock.status.value}; start a new cycle")
-        check_sequence(Progress(seen=lock.seen, last=lock.last), [e.phase for e in events])
-        for item in events:
-            await workflow_repo.insert_event(conn, cycle_id, tool, item)
 
 
 def event(
@@ -170,51 +136,112 @@ def event(
     return PhaseEvent(phase, status, started_at, completed_at, detail)
 
 
-async def active_cycle_refusal(rt: Runtime, agent_id: str, market: Market) -> Conflict:
-    """The refusal of a second start_cycle, naming the cycle that is active."""
-    async with rt.pool.acquire() as conn:
-        active = await workflow_repo.active_cycle(conn, agent_id, market)
-    named = f" {active.cycle_id}" if active is not None else ""
-    return Conflict(f"agent {agent_id} already has an active cycle{named}: complete it first")
+@dataclass(frozen=True, slots=True)
+class CycleRecordView:
+    """What a cycle report is made of: the cycle, its decisions and its orders."""
+
+    cycle: CycleView
+    decisions: tuple[DecisionRecord, ...]
+    orders: tuple[OrderRecord, ...]
 
 
-async def status(rt: Runtime, cycle_id: str | None, agent_id: str | None) -> StatusView:
-    """One cycle when asked for, else the latest cycle of every agent (optionally one agent), with the
-    liveness of those agents. Reads only."""
-    if cycle_id is not None:
+@dataclass(frozen=True, slots=True)
+class WorkflowService:
+    db: Database
+    clock: Clock
+    market: Market
+    broker_mode: BrokerMode
+    idle_after: timedelta
+
+    async def abandon_idle(self) -> list[str]:
+        """Mark active cycles idle for longer than the window abandoned (the triggers announce each)."""
+        async with self.db.connection() as conn:
+            return await cycles.abandon_idle(conn, self.clock.now() - self.idle_after)
+
+    async def require_active_cycle(self, cycle_id: str) -> CycleRecord:
+        """The cycle a tool call belongs to; it must exist and still be active."""
         check_cycle_id(cycle_id)
-    now, window = rt.clock.now(), idle_window(rt)
-    async with rt.pool.acquire() as conn:
-        if cycle_id is not None:
-            found = await workflow_repo.get_cycle(conn, cycle_id)
-            if found is None:
+        idle_before = self.clock.now() - self.idle_after
+        async with self.db.connection() as conn:
+            cycle = await cycles.get_cycle(conn, cycle_id)
+            if cycle is not None and cycle.status is CycleState.ACTIVE and cycle.updated_at < idle_before:
+                await cycles.abandon_idle(conn, idle_before)  # only on this (rare) path: one query otherwise
+                cycle = await cycles.get_cycle(conn, cycle_id)
+        if cycle is None:
+            raise InvalidInput(f"unknown cycle {cycle_id}")
+        if cycle.status is not CycleState.ACTIVE:
+            raise InvalidInput(f"cycle {cycle_id} is {cycle.status.value}; start a new cycle")
+        return cycle
+
+    async def record(self, cycle_id: str, tool: str, events: Sequence[PhaseEvent]) -> None:
+        """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
+        them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""
+        async with self.db.transaction() as conn:
+            await commit_without_flush(conn)
+            lock = await cycles.lock_cycle(conn, cycle_id)
+            if lock is None:
                 raise InvalidInput(f"unknown cycle {cycle_id}")
-            cycles = [found]
-        else:
-            cycles = await workflow_repo.latest_cycles(conn, agent_id)
-        events = await workflow_repo.cycle_events(conn, [c.cycle_id for c in cycles])
-        state = await workflow_repo.trading_state(conn, rt.profile.market)
+            if lock.status is not CycleState.ACTIVE:
+                raise Conflict(f"cycle {cycle_id} is {lock.status.value}; start a new cycle")
+            check_sequence(Progress(seen=lock.seen, last=lock.last), [e.phase for e in events])
+            for item in events:
+                await cycles.insert_event(conn, cycle_id, tool, item)
+
+    async def active_cycle_refusal(self, agent_id: str, market: Market) -> Conflict:
+        """The refusal of a second start_cycle, naming the cycle that is active."""
+        async with self.db.connection() as conn:
+            active = await cycles.active_cycle(conn, agent_id, market)
+        named = f" {active.cycle_id}" if active is not None else ""
+        return Conflict(f"agent {agent_id} already has an active cycle{named}: complete it first")
+
+    async def status(self, cycle_id: str | None, agent_id: str | None) -> StatusView:
+        """One cycle when asked for, else the latest cycle of every agent (optionally one agent), with the
+        liveness of those agents. Reads only."""
         if cycle_id is not None:
-            beats = await workflow_repo.heartbeats(conn, [cycles[0].agent_id])
-        else:
-            beats = await workflow_repo.heartbeats(conn, None if agent_id is None else [agent_id])
-    return StatusView(
-        broker_mode=rt.broker.mode,
-        trading_state=state.state,
-        cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in cycles),
-        agents=tuple(agent_view(b, now, window) for b in beats),
-    )
+            check_cycle_id(cycle_id)
+        now, window = self.clock.now(), self.idle_after
+        async with self.db.connection() as conn:
+            if cycle_id is not None:
+                found = await cycles.get_cycle(conn, cycle_id)
+                if found is None:
+                    raise InvalidInput(f"unknown cycle {cycle_id}")
+                listed = [found]
+            else:
+                listed = await cycles.latest_cycles(conn, agent_id)
+            events = await cycles.cycle_events(conn, [c.cycle_id for c in listed])
+            state = await trading_state.read(conn, self.market)
+            if cycle_id is not None:
+                beats = await cycles.heartbeats(conn, [listed[0].agent_id])
+            else:
+                beats = await cycles.heartbeats(conn, None if agent_id is None else [agent_id])
+        return StatusView(
+            broker_mode=self.broker_mode,
+            trading_state=state.state,
+            cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in listed),
+            agents=tuple(agent_view(b, now, window) for b in beats),
+        )
 
+    async def history(self, agent_id: str | None, since: datetime | None, limit: int) -> StatusView:
+        """Cycles newest first (list_cycles), with the broker mode and trading state."""
+        now, window = self.clock.now(), self.idle_after
+        async with self.db.connection() as conn:
+            listed = await cycles.list_cycles(conn, agent_id, since, limit)
+            events = await cycles.cycle_events(conn, [c.cycle_id for c in listed])
+            state = await trading_state.read(conn, self.market)
+        return StatusView(
+            broker_mode=self.broker_mode,
+            trading_state=state.state,
+            cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in listed),
+        )
 
-async def history(rt: Runtime, agent_id: str | None, since: datetime | None, limit: int) -> StatusView:
-    """Cycles newest first (list_cycles), with the broker mode and trading state."""
-    now, window = rt.clock.now(), idle_window(rt)
-    async with rt.pool.acquire() as conn:
-        cycles = await workflow_repo.list_cycles(conn, agent_id, since, limit)
-        events = await workflow_repo.cycle_events(conn, [c.cycle_id for c in cycles])
-        state = await workflow_repo.trading_state(conn, rt.profile.market)
-    return StatusView(
-        broker_mode=rt.broker.mode,
-        trading_state=state.state,
-        cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in cycles),
-    )
+    async def cycle_record(self, cycle_id: str) -> CycleRecordView:
+        """One cycle with the decisions logged in it and its orders (oldest first)."""
+        view = await self.status(cycle_id, None)
+        async with self.db.connection() as conn:
+            decisions = await cycles.decisions(conn, cycle_id)
+            placed = await orders.of_cycle(conn, cycle_id)
+        return CycleRecordView(view.cycles[0], tuple(decisions), tuple(placed))
+
+    async def trading_state(self) -> TradingStateRecord:
+        async with self.db.connection() as conn:
+            return await trading_state.read(conn, self.market)

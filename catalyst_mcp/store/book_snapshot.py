@@ -15,8 +15,9 @@ from uuid import UUID
 
 from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, TradingState
 from catalyst_mcp.domain.models import Position
+from catalyst_mcp.domain.records import ActiveCycle
 from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
-from catalyst_mcp.store.repos import Conn
+from catalyst_mcp.store.db import Conn
 
 _WORKING: Final = "('pending', 'accepted', 'partially_filled')"
 
@@ -70,13 +71,6 @@ class BookSnapshot:
     agent_cycle: ActiveCycle | None = None  # the asking agent's active cycle in this market, if any
 
 
-@dataclass(frozen=True, slots=True)
-class ActiveCycle:
-    cycle_id: str
-    mode: CycleMode
-    updated_at: datetime
-
-
 async def read_book_snapshot(
     conn: Conn,
     market: Market,
@@ -118,9 +112,3 @@ async def read_book_snapshot(
         if row["agent_cycle"] is None
         else ActiveCycle(row["agent_cycle"][0], CycleMode(row["agent_cycle"][1]), row["agent_cycle"][2]),
     )
-
-
-async def bump_version(conn: Conn, market: Market) -> None:
-    """The broker holds something new for us (an order sent, a fill, a cancel): cached broker reads that
-    were made before are stale."""
-    await conn.execute("UPDATE book_versions SET version = version + 1 WHERE market = $1", market.value)

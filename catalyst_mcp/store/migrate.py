@@ -1,9 +1,8 @@
-"""Numbered SQL migrations applied at start-up, and the connection pool."""
+"""Numbered SQL migrations applied at start-up."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import pathlib
 import re
@@ -71,36 +70,6 @@ async def apply_migrations(
     finally:
         if not conn.is_closed():
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
-
-
-async def create_pool(uri: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections map json/jsonb through the ``json`` module; NUMERIC stays ``Decimal``.
-
-    A released connection is only rolled back if a transaction was left open, instead of asyncpg's full reset
-    (unlock all, close cursors, unlisten, reset all: a round trip on every release). That is enough because
-    nothing here leaves session state on a pooled connection: settings are ``SET LOCAL``, advisory locks are
-    transaction-scoped (the migration lock is released explicitly), and LISTEN has its own connection.
-    """
-    return await asyncpg.create_pool(
-        uri, min_size=min_size, max_size=max_size, init=_init_connection, reset=_rollback_if_open
-    )
-
-
-async def connect(uri: str) -> asyncpg.Connection:
-    """One connection outside any pool, set up as the pool's are."""
-    conn = await asyncpg.connect(uri)
-    await _init_connection(conn)
-    return conn
-
-
-async def _rollback_if_open(conn: asyncpg.Connection) -> None:
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text")
 
 
 async def _apply_one(conn: asyncpg.Connection | PoolConnectionProxy, migration: _Migration) -> None:

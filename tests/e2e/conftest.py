@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from catalyst_mcp.services.runtime import Runtime
+from catalyst_mcp.bootstrap import Runtime
 
 # Every table a tool may write a business row to (the audit trail is deliberately not listed).
 BUSINESS_TABLES = (

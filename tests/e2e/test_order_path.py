@@ -17,13 +17,12 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, open_runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 

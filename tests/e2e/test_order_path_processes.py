@@ -21,7 +21,7 @@ from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import US_PROFILE
-from catalyst_mcp.store.migrate import create_pool
+from catalyst_mcp.store.db import create_pool
 from tests.e2e.processes import servers_on_a_fresh_database
 
 pytestmark = pytest.mark.anyio

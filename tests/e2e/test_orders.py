@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from mcp import Client
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import OrderRole
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store import approvals_repo, orders_repo
+from catalyst_mcp.store import orders
+from catalyst_mcp.store.audit import AuditEntry
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Book, Tools
@@ -156,15 +157,17 @@ async def test_an_order_recorded_but_never_sent_is_cancelled_here_and_can_never_
 ) -> None:
     decision = await tools.approve(None, "AAPL", "5")
     async with runtime.pool.acquire() as conn:  # as if execute_trade stopped between recording and sending
-        approval = await approvals_repo.get(conn, uuid.UUID(decision["approval_id"]))
+        found = await orders.execution_of(conn, uuid.UUID(decision["approval_id"]), "nobody", runtime.profile.market)
+        approval = found.approval
         assert approval is not None
-        order = await orders_repo.insert_order(
+        order = await orders.record_intent(
             conn,
             client_order_id=f"cat-{approval.approval_id.hex}",
             approval=approval,
             role=OrderRole.ENTRY,
             broker="sim",
             at=runtime.clock.now(),
+            audited=AuditEntry("test", "test", "execute_trade", {}, "recorded", None),
         )
 
     result = await tools.ok("cancel_order", {"order_id": order.order_id})

@@ -12,10 +12,10 @@ import anyio
 import pytest
 from mcp import Client
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import Runtime
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Book, Tools

@@ -10,13 +10,12 @@ from typing import Any, cast
 
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, open_runtime
 from catalyst_mcp.brokers.alpaca import AlpacaBroker, open_alpaca
 from catalyst_mcp.brokers.alpaca_data import AlpacaMarketData
 from catalyst_mcp.config import Settings
 from catalyst_mcp.markets.profiles import US_PROFILE
 from catalyst_mcp.ports import Clock
-from catalyst_mcp.services.runtime import Runtime
 from tests.fakes.alpaca_emulator import AlpacaEmulator, serve
 
 KEY_ID = "PKEMULATOR7Q2ZK4"

@@ -8,11 +8,11 @@ from typing import Any
 
 import asyncpg
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import OrderType, Side
 from catalyst_mcp.domain.models import BrokerOrder, OrderIntent
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import Runtime
 
 D = Decimal
 CENT = D("0.01")

@@ -14,9 +14,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import Runtime
 from tests.fakes.alpaca_emulator import AlpacaEmulator
 from tests.fakes.alpaca_harness import SECRET, alpaca_runtime
 

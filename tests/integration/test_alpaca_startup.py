@@ -57,7 +57,7 @@ async def test_an_endpoint_in_trouble_at_start_up_only_warns_and_the_first_call_
 
 def test_what_a_server_imports_to_open_alpaca_does_not_import_the_sdk() -> None:
     probe = (
-        "import sys, catalyst_mcp.services.runtime, catalyst_mcp.brokers.alpaca_lazy;"
+        "import sys, catalyst_mcp.bootstrap, catalyst_mcp.server.app, catalyst_mcp.brokers.alpaca_lazy;"
         " print('alpaca' in sys.modules, 'pandas' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

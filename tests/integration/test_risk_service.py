@@ -16,7 +16,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, open_runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings, load_settings
@@ -25,7 +25,6 @@ from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
-from catalyst_mcp.services.runtime import Runtime
 
 D = Decimal
 # Set here, not only by the root conftest, so that the parametrised tests keep their parameters (see e2e/conftest).

@@ -9,14 +9,14 @@ from typing import cast
 
 import pytest
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.sim_prices import quote_at, universe_for
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import Market, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import BrokerRejected, InvalidInput
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store.migrate import create_pool
+from catalyst_mcp.store.db import create_pool
 from tests.integration.sim_support import (
     CENT,
     D,

@@ -8,13 +8,13 @@ from typing import cast
 
 import pytest
 
+from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import OrderStatus, Side
 from catalyst_mcp.domain.errors import InvalidInput, TemporaryFailure
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.store.migrate import create_pool
+from catalyst_mcp.store.db import create_pool
 from tests.integration.sim_support import (
     D,
     bracket,

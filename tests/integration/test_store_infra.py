@@ -21,8 +21,9 @@ import pytest
 
 import catalyst_mcp
 from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.store.db import create_pool
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
-from catalyst_mcp.store.migrate import apply_migrations, create_pool
+from catalyst_mcp.store.migrate import apply_migrations
 
 _REPO_ROOT = pathlib.Path(catalyst_mcp.__file__).resolve().parent.parent
 # Starts the server, prints its URI, then holds on until stdin closes (or the process is killed).

@@ -13,21 +13,23 @@ import anyio
 import pytest
 from mcp import Client
 
+from catalyst_mcp.bootstrap import Runtime, assemble
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import SyncResult, sync_positions
+from catalyst_mcp.services.sync import SyncResult
+from catalyst_mcp.store.db import connect
 from catalyst_mcp.store.lane import Lane
-from catalyst_mcp.store.migrate import connect
 
 D = Decimal
 SYMBOLS = ("AAPL", "KO", "JPM", "MSFT", "NVDA")
 
 
 async def sync(rt: Runtime) -> SyncResult:
-    return await sync_positions(rt, dry_run=False, force=False, cycle_id=None, caller=Caller("concurrent"))
+    return await assemble(rt).sync.sync_positions(
+        dry_run=False, force=False, cycle_id=None, caller=Caller("concurrent")
+    )
 
 
 async def book(rt: Runtime) -> dict[str, Decimal]:

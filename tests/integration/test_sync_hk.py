@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.config import Settings
@@ -19,8 +19,7 @@ from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import SyncResult, sync_positions
+from catalyst_mcp.services.sync import SyncResult
 
 D = Decimal
 
@@ -43,7 +42,7 @@ def sim(rt: Runtime) -> SimExchange:
 
 
 async def sync(rt: Runtime, **kw: Any) -> SyncResult:
-    return await sync_positions(rt, dry_run=False, force=False, cycle_id=None, caller=Caller("hk"), **kw)
+    return await assemble(rt).sync.sync_positions(dry_run=False, force=False, cycle_id=None, caller=Caller("hk"), **kw)
 
 
 async def put_book(rt: Runtime, symbol: str, quantity: str, avg: str) -> None:

@@ -11,13 +11,13 @@ from typing import Any, cast
 import pytest
 from mcp import Client
 
+from catalyst_mcp.bootstrap import Runtime, assemble
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import SyncResult, sync_positions
+from catalyst_mcp.services.sync import SyncResult
 
 D = Decimal
 
@@ -51,7 +51,9 @@ class Desk:
         return await self.call("execute_trade", approval_id=decision["approval_id"])
 
     async def sync(self, *, dry_run: bool = False) -> SyncResult:
-        return await sync_positions(self.rt, dry_run=dry_run, force=False, cycle_id=None, caller=Caller("t"))
+        return await assemble(self.rt).sync.sync_positions(
+            dry_run=dry_run, force=False, cycle_id=None, caller=Caller("t")
+        )
 
     @property
     def sim(self) -> SimExchange:

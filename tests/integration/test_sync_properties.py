@@ -11,14 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.markets.symbols import canonical_symbol
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import sync_positions
 
 D = Decimal
 SPELLINGS = {
@@ -75,7 +73,7 @@ async def check(rt: Runtime, case: Case) -> None:
     await reset(rt, case)
     snapshot = await rt.broker.get_positions()
 
-    applied = await sync_positions(rt, dry_run=False, force=True, cycle_id=None, caller=CALLER)
+    applied = await assemble(rt).sync.sync_positions(dry_run=False, force=True, cycle_id=None, caller=CALLER)
 
     assert applied.refused is None
     expected: dict[str, Decimal] = {}
@@ -89,7 +87,7 @@ async def check(rt: Runtime, case: Case) -> None:
     assert len(held) == len(rows)  # one row per symbol, stored canonically
     assert held == {s: q for s, q in expected.items() if q != 0}
 
-    again = await sync_positions(rt, dry_run=False, force=False, cycle_id=None, caller=CALLER)
+    again = await assemble(rt).sync.sync_positions(dry_run=False, force=False, cycle_id=None, caller=CALLER)
     assert again.refused is None and again.plan.is_empty and not again.changes_made
 
 

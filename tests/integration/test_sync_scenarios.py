@@ -5,17 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, cast
 
+from catalyst_mcp.bootstrap import Runtime, assemble
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide
 from catalyst_mcp.reconcile.diff import PHANTOM_REASON, SIDE_REASON, diff
 from catalyst_mcp.reconcile.plan import ChangeKind
-from catalyst_mcp.services import cycles
 from catalyst_mcp.services.audit import Caller
-from catalyst_mcp.services.runtime import Runtime
-from catalyst_mcp.services.sync import SyncResult, sync_positions
-from catalyst_mcp.store import book_repo
-from catalyst_mcp.store.book_repo import BookChanged
+from catalyst_mcp.services.sync import SyncResult
+from catalyst_mcp.store import book as book_store
+from catalyst_mcp.store.book import BookChanged
 
 D = Decimal
 CALLER = Caller("sync-test")
@@ -27,7 +26,7 @@ def sim(rt: Runtime) -> SimExchange:
 
 
 async def sync(rt: Runtime, *, dry_run: bool = False, force: bool = False, cycle_id: str | None = None) -> SyncResult:
-    return await sync_positions(rt, dry_run=dry_run, force=force, cycle_id=cycle_id, caller=CALLER)
+    return await assemble(rt).sync.sync_positions(dry_run=dry_run, force=force, cycle_id=cycle_id, caller=CALLER)
 
 
 async def put_book(rt: Runtime, symbol: str, signed: str, avg: str = "100") -> int:
@@ -157,8 +156,8 @@ async def test_a_broker_reporting_one_symbol_under_two_spellings_counts_it_once(
 async def test_each_change_has_its_audit_row_and_the_run_its_sync_runs_row_linked_to_the_cycle(
     runtime: Runtime,
 ) -> None:
-    started = await cycles.start_cycle(
-        runtime, agent_id="sync_agent", market=None, mode=CycleMode.TRADE, force=True, caller=CALLER
+    started = await assemble(runtime).cycles.start_cycle(
+        agent_id="sync_agent", market=None, mode=CycleMode.TRADE, force=True, caller=CALLER
     )
     assert started.cycle_id is not None
     await put_book(runtime, "AAPL", "10")
@@ -250,11 +249,11 @@ async def test_a_plan_over_a_row_that_changed_meanwhile_is_not_applied_at_all(ru
     await put_book(runtime, "AAPL", "10")
     await put_book(runtime, "KO", "10")
     async with runtime.pool.acquire() as conn:
-        plan = diff(await book_repo.open_book(conn, Market.US), [], market=Market.US)
+        plan = diff(await book_store.open_positions(conn, Market.US), [], market=Market.US)
         await conn.execute("UPDATE positions SET quantity = 11 WHERE symbol = 'KO'")
         try:
             async with conn.transaction():
-                await book_repo.apply_plan(conn, Market.US, plan, runtime.clock.now())
+                await book_store.apply_plan(conn, Market.US, plan, runtime.clock.now())
             raise AssertionError("the plan was applied over a changed row")
         except BookChanged as exc:
             assert "run it again" in str(exc)

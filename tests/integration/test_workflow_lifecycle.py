@@ -14,14 +14,13 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.errors import Conflict
 from catalyst_mcp.domain.phases import IllegalTransition, Phase, PhaseStatus
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services import workflow
-from catalyst_mcp.services.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -148,12 +147,14 @@ async def test_events_that_break_the_rules_are_refused_and_nothing_is_written(ag
     for phases in ([Phase.VALIDATE], [Phase.MONITOR], [Phase.INIT], [Phase.ANALYZE, Phase.VALIDATE]):
         batch = [workflow.event(p, PhaseStatus.COMPLETED, now, now) for p in phases]
         with pytest.raises(IllegalTransition):
-            await workflow.record(runtime, cycle_id, "test", batch)
+            await assemble(runtime).workflow.record(cycle_id, "test", batch)
     assert await events() == before, "a refused call writes none of its events"
 
     await agent.ok("complete_cycle", cycle_id=cycle_id)
     with pytest.raises(Conflict, match="is completed"):
-        await workflow.record(runtime, cycle_id, "test", [workflow.event(Phase.LOG, PhaseStatus.COMPLETED, now, now)])
+        await assemble(runtime).workflow.record(
+            cycle_id, "test", [workflow.event(Phase.LOG, PhaseStatus.COMPLETED, now, now)]
+        )
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------
@@ -184,9 +185,9 @@ async def test_an_idle_cycle_is_abandoned_so_the_agent_can_start_again(
 
 async def test_the_sweep_abandons_idle_cycles_of_every_agent(agent: Agent, runtime: Runtime, clock: FixedClock) -> None:
     ids = [(await agent.ok("start_cycle", agent_id=name))["cycle_id"] for name in ("idle1", "idle2")]
-    assert await workflow.abandon_idle(runtime) == []
+    assert await assemble(runtime).workflow.abandon_idle() == []
     clock.advance(timedelta(seconds=runtime.settings.abandon_after_seconds + 1))
-    assert sorted(await workflow.abandon_idle(runtime)) == sorted(ids)
+    assert sorted(await assemble(runtime).workflow.abandon_idle()) == sorted(ids)
     async with runtime.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM cycles WHERE status = 'active'") == 0
 

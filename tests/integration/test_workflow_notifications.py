@@ -17,17 +17,19 @@ from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from mcp_types import ResourceUpdatedNotification
 from rich.console import Console
 
-from catalyst_mcp.bootstrap import database_uri, open_runtime
+from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
+from catalyst_mcp.domain.changes import AgentSeen, Change
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
 from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.server.feed import ChangeBus, change_of, events_for
+from catalyst_mcp.server.toolkit import Serving
 from catalyst_mcp.services import workflow
-from catalyst_mcp.services.notify import ChangeListener, PgSubscriptionBus, events_for, payload_of
-from catalyst_mcp.services.runtime import Runtime
 from catalyst_mcp.services.workflow import StatusView
 from catalyst_mcp.status_view import follow, render
-from catalyst_mcp.store import workflow_repo
+from catalyst_mcp.store.changes import ChangeListener, PgChanges, parse, payload_of
+from catalyst_mcp.store.db import Conn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
 
@@ -76,7 +78,7 @@ async def read(client: Client, uri: str) -> Any:
 
 
 @pytest.fixture
-async def agent(server: MCPServer[Runtime]) -> AsyncIterator[Client]:
+async def agent(server: MCPServer[Serving]) -> AsyncIterator[Client]:
     async with Client(server) as client:
         yield client
 
@@ -86,16 +88,18 @@ async def agent(server: MCPServer[Runtime]) -> AsyncIterator[Client]:
 
 def test_a_cycle_change_announces_that_cycle_and_the_current_cycles() -> None:
     payload = '{"kind": "cycle", "cycle_id": "us_20261125_100000_abcdef", "market": "HK"}'
-    assert [e.uri for e in events_for(payload, Market.US)] == [  # type: ignore[union-attr]
+    assert [e.uri for e in events_for(parse(payload), Market.US)] == [  # type: ignore[union-attr]
         "catalyst://cycles/us_20261125_100000_abcdef",
         CURRENT,
     ]
 
 
 def test_book_and_trading_state_changes_reach_only_the_server_of_their_market() -> None:
-    assert events_for('{"kind": "positions", "market": "US"}', Market.US) == (ResourceUpdated("catalyst://positions"),)
-    assert events_for('{"kind": "positions", "market": "HK"}', Market.US) == ()
-    assert events_for('{"kind": "trading_state", "market": "US"}', Market.US) == (
+    assert events_for(parse('{"kind": "positions", "market": "US"}'), Market.US) == (
+        ResourceUpdated("catalyst://positions"),
+    )
+    assert events_for(parse('{"kind": "positions", "market": "HK"}'), Market.US) == ()
+    assert events_for(parse('{"kind": "trading_state", "market": "US"}'), Market.US) == (
         ResourceUpdated("catalyst://trading-state"),
         ResourceUpdated(CURRENT),
     )
@@ -103,12 +107,12 @@ def test_book_and_trading_state_changes_reach_only_the_server_of_their_market() 
 
 @pytest.mark.parametrize("payload", ["", "not json", "[1]", '{"kind": "cycle"}', '{"kind": "teapot"}'])
 def test_a_payload_it_does_not_understand_announces_nothing(payload: str) -> None:
-    assert events_for(payload, Market.US) == ()
+    assert events_for(parse(payload), Market.US) == ()
 
 
 @pytest.mark.parametrize("event", [ResourceUpdated("catalyst://positions"), ToolsListChanged()])
 def test_a_published_event_travels_as_a_payload_and_comes_back_unchanged(event: Any) -> None:
-    assert events_for(payload_of(event), Market.HK) == (event,)
+    assert events_for(parse(payload_of(change_of(event))), Market.HK) == (event,)
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ def test_a_published_event_travels_as_a_payload_and_comes_back_unchanged(event: 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"], ids=["protocol-2026", "protocol-legacy"])
 async def test_a_subscriber_of_either_era_is_notified_of_each_phase_and_reads_it(
-    server: MCPServer[Runtime], agent: Client, mode: str
+    server: MCPServer[Serving], agent: Client, mode: str
 ) -> None:
     notices = Notices()
     observer = Client(server, mode=mode, message_handler=notices.legacy_handler)
@@ -157,7 +161,7 @@ async def listen(client: Client, uris: list[str], notices: Notices, *, task_stat
                     notices.add(event.uri)
 
 
-async def test_a_legacy_subscriber_hears_only_the_uris_it_kept(server: MCPServer[Runtime], agent: Client) -> None:
+async def test_a_legacy_subscriber_hears_only_the_uris_it_kept(server: MCPServer[Serving], agent: Client) -> None:
     notices = Notices()
     async with Client(server, mode="legacy", message_handler=notices.legacy_handler) as observer:
         other = (await call(agent, "start_cycle", agent_id="other"))["cycle_id"]
@@ -173,7 +177,7 @@ async def test_a_legacy_subscriber_hears_only_the_uris_it_kept(server: MCPServer
 
 
 async def test_the_book_and_the_trading_state_notify_their_resources(
-    server: MCPServer[Runtime], agent: Client, runtime: Runtime
+    server: MCPServer[Serving], agent: Client, runtime: Runtime
 ) -> None:
     notices = Notices()
     async with Client(server) as observer, anyio.create_task_group() as tg:
@@ -197,21 +201,26 @@ async def test_the_book_and_the_trading_state_notify_their_resources(
         scope.cancel()
 
 
+async def beat(conn: Conn, agent_id: str, runtime: Runtime, tool: str | None) -> None:
+    """An agent's heartbeat, as the cycle triggers write it."""
+    await conn.execute("SELECT catalyst_beat($1, $2, $3, $4, NULL)", agent_id, "US", runtime.clock.now(), tool)
+
+
 async def test_a_published_event_goes_through_postgresql_to_every_listener(runtime: Runtime) -> None:
-    bus, heard = PgSubscriptionBus(), Notices()
+    bus, heard = ChangeBus(), Notices()
     bus.subscribe(lambda e: heard.add(e.uri) if isinstance(e, ResourceUpdated) else None)
 
-    def arrived(payload: str) -> None:
-        for event in events_for(payload, Market.US):
+    def arrived(change: Change) -> None:
+        for event in events_for(change, Market.US):
             bus.deliver(event)
 
-    listener = ChangeListener(await database_uri(runtime.settings), arrived)
+    listener = ChangeListener(runtime.database_uri, arrived)
     await listener.start()
     try:
-        bus.attach(runtime.pool)
+        bus.attach(PgChanges(runtime.database_uri, runtime.pool))
         await bus.publish(ResourceUpdated("catalyst://somewhere"))
         async with runtime.pool.acquire() as conn:
-            await workflow_repo.beat(conn, "pinger", Market.US, runtime.clock.now(), "heartbeat")
+            await beat(conn, "pinger", runtime, "heartbeat")
         await heard.until(CURRENT)
         assert heard.uris == ["catalyst://somewhere", CURRENT]
     finally:
@@ -227,7 +236,11 @@ async def test_a_listener_whose_connection_is_killed_reconnects_and_hears_change
         states.append(listening)
         changed.set()
 
-    listener = ChangeListener(await database_uri(runtime.settings), heard.add, on_state)
+    def seen(change: Change) -> None:
+        if isinstance(change, AgentSeen) and change.agent_id is not None:
+            heard.add(change.agent_id)
+
+    listener = ChangeListener(runtime.database_uri, seen, on_state)
     await listener.start()
     try:
         async with runtime.pool.acquire() as conn:
@@ -241,14 +254,14 @@ async def test_a_listener_whose_connection_is_killed_reconnects_and_hears_change
                 changed = anyio.Event()
                 await changed.wait()
         async with runtime.pool.acquire() as conn:
-            await workflow_repo.beat(conn, "survivor", Market.US, runtime.clock.now(), None)
-        await heard.matching(lambda payload: '"survivor"' in payload)
+            await beat(conn, "survivor", runtime, None)
+        await heard.until("survivor")
     finally:
         await listener.stop()
 
 
 async def test_a_change_made_elsewhere_reaches_workflow_status_once_announced(
-    server: MCPServer[Runtime], agent: Client, settings: Settings, clock: FixedClock
+    server: MCPServer[Serving], agent: Client, settings: Settings, clock: FixedClock
 ) -> None:
     """A cached answer is dropped by the notification of a change this server did not make."""
     notices = Notices()
@@ -261,7 +274,7 @@ async def test_a_change_made_elsewhere_reaches_workflow_status_once_announced(
         async with open_runtime(settings, clock=clock) as elsewhere:  # another process's pool, no server
             now = elsewhere.clock.now()
             portfolio = workflow.event(Phase.PORTFOLIO, PhaseStatus.COMPLETED, now, now)
-            await workflow.record(elsewhere, cycle_id, "get_portfolio", [portfolio])
+            await assemble(elsewhere).workflow.record(cycle_id, "get_portfolio", [portfolio])
         await notices.until(CURRENT, seen)
         status = await call(observer, "workflow_status", agent_id="remote")
         assert status["cycles"][0]["current_phase"] == "PORTFOLIO"
@@ -313,7 +326,7 @@ async def test_cycle_report_asks_for_a_summary_with_the_cycles_record(agent: Cli
 async def test_the_watch_view_is_redrawn_from_notifications_not_polling(agent: Client, runtime: Runtime) -> None:
     send, receive = anyio.create_memory_object_stream[StatusView](10)
     async with send, receive, anyio.create_task_group() as tg:
-        tg.start_soon(lambda: follow(runtime, send.send_nowait, refresh_s=3600, min_redraw_s=0))
+        tg.start_soon(lambda: follow(assemble(runtime), send.send_nowait, refresh_s=3600, min_redraw_s=0))
         with anyio.fail_after(WAIT_S):
             assert (await receive.receive()).cycles == ()
             cycle_id = (await call(agent, "start_cycle", agent_id="tty"))["cycle_id"]

@@ -1,12 +1,27 @@
-"""Equity marks (the day's starting equity) and the trading state."""
+"""The market's trading state (active, reducing, halted: who changed it, when and why) and the equity each
+trading day started with."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from catalyst_mcp.domain.enums import Market, TradingState
-from catalyst_mcp.store.repos import Conn
+from catalyst_mcp.domain.records import TradingStateRecord
+from catalyst_mcp.store.db import Conn
+
+TABLES = ("equity_marks",)  # trading_state rows are kept: one per market, reset to active
+
+
+async def read(conn: Conn, market: Market) -> TradingStateRecord:
+    row = await conn.fetchrow(
+        "SELECT market, state, reason, changed_at, changed_by FROM trading_state WHERE market = $1", market.value
+    )
+    if row is None:
+        return TradingStateRecord(market, TradingState.ACTIVE, None, datetime.min.replace(tzinfo=UTC), "system")
+    return TradingStateRecord(
+        Market(row["market"]), TradingState(row["state"]), row["reason"], row["changed_at"], row["changed_by"]
+    )
 
 
 async def start_of_day_equity(conn: Conn, market: Market, day: date, equity_now: Decimal, at: datetime) -> Decimal:
@@ -27,9 +42,7 @@ async def start_of_day_equity(conn: Conn, market: Market, day: date, equity_now:
     return value
 
 
-async def set_trading_state(
-    conn: Conn, market: Market, state: TradingState, reason: str, by: str, at: datetime
-) -> bool:
+async def set_state(conn: Conn, market: Market, state: TradingState, reason: str, by: str, at: datetime) -> bool:
     """Change the state; returns False when it already was ``state``."""
     result = await conn.execute(
         """UPDATE trading_state SET state = $2, reason = $3, changed_by = $4, changed_at = $5
@@ -41,3 +54,8 @@ async def set_trading_state(
         at,
     )
     return str(result).endswith(" 1")
+
+
+async def reset(conn: Conn) -> None:
+    """Every market active again (a wiped simulation)."""
+    await conn.execute("UPDATE trading_state SET state = 'active', reason = NULL, changed_at = now()")

@@ -17,10 +17,14 @@ import asyncpg
 
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.models import Fill
-from catalyst_mcp.store.approvals_repo import approval_of
-from catalyst_mcp.store.book_snapshot import ActiveCycle
-from catalyst_mcp.store.records import ApprovalRecord, AuditEntry, OrderRecord
-from catalyst_mcp.store.repos import Conn
+from catalyst_mcp.domain.records import ActiveCycle, ApprovalRecord, OrderRecord
+from catalyst_mcp.store import approvals, audit, book
+from catalyst_mcp.store.approvals import approval_of
+from catalyst_mcp.store.audit import AuditEntry
+from catalyst_mcp.store.db import Conn
+
+TABLES = ("orders", "fills")
+
 
 WORKING: Final = ("pending", "accepted", "partially_filled")
 
@@ -68,22 +72,20 @@ async def record_intent(
     role: OrderRole,
     broker: str,
     at: datetime,
-    audit: AuditEntry | None = None,
+    audited: AuditEntry,
 ) -> OrderRecord:
     """Record the approved intent as a pending order and mark the approval used, with its audit row: one
     statement, committed before anything is sent."""
     i = approval.intent
-    audit = audit or AuditEntry("system", "system", "execute_trade", {}, f"order {client_order_id} recorded", None)
     row = await conn.fetchrow(
-        """WITH placed AS (
+        f"""WITH placed AS (
                INSERT INTO orders (client_order_id, approval_id, cycle_id, market, broker, symbol, side, quantity,
                    order_type, limit_price, stop_loss, take_profit, status, created_at, updated_at,
                    reference_price, role)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14, $15)
                RETURNING *),
-           used AS (UPDATE risk_decisions SET used_at = $13 WHERE approval_id = $2),
-           audited AS (INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
-                       VALUES ($16, $17, $18, $19, $20, $3))
+           used AS ({approvals.use_sql("$2", "$13")}),
+           audited AS ({audit.insert_sql(16, 3)})
            SELECT * FROM placed""",
         client_order_id,
         approval.approval_id,
@@ -100,23 +102,10 @@ async def record_intent(
         at,
         approval.reference_price,
         role.value,
-        audit.caller,
-        audit.role,
-        audit.tool,
-        audit.arguments,
-        audit.outcome,
+        *audit.params(audited),
     )
     assert row is not None
     return _order(row)
-
-
-async def insert_order(
-    conn: Conn, *, client_order_id: str, approval: ApprovalRecord, role: OrderRole, broker: str, at: datetime
-) -> OrderRecord:
-    """Record the intent as a pending order and mark the approval used (no audit row of its own)."""
-    return await record_intent(
-        conn, client_order_id=client_order_id, approval=approval, role=role, broker=broker, at=at
-    )
 
 
 async def upsert_leg(
@@ -193,14 +182,14 @@ async def record_answer(
     legs: Sequence[LegRow],
     broker: str,
     changed: bool,
-    audit: AuditEntry,
+    audited: AuditEntry,
     at: datetime,
 ) -> OrderRecord:
     """What the broker said of ``order``, in one statement: its new fills, its status and figures, the legs it
     was sent with (each once), and — when something changed or a leg was new — the book's version bumped and
     the audit row. The caller moves the book by the fills, in the same transaction."""
     row = await conn.fetchrow(
-        """WITH filled AS (
+        f"""WITH filled AS (
                INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
                SELECT f.id, $1, $2, f.side, f.qty, f.price, f.at
                FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::timestamptz[])
@@ -222,10 +211,8 @@ async def record_answer(
                    SET broker_order_id = COALESCE(orders.broker_order_id, EXCLUDED.broker_order_id)
                RETURNING (xmax = 0) AS inserted),
            news AS (SELECT $25::boolean OR EXISTS (SELECT FROM legs WHERE inserted) AS yes),
-           bumped AS (UPDATE book_versions SET version = version + 1
-                      WHERE market = $15 AND (SELECT yes FROM news)),
-           audited AS (INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
-                       SELECT $26, $27, $28, $29, $30, $14 WHERE (SELECT yes FROM news))
+           bumped AS ({book.bump_sql("$15", when="(SELECT yes FROM news)")}),
+           audited AS ({audit.insert_sql(26, 14, when="(SELECT yes FROM news)")})
            SELECT * FROM updated""",
         order.order_id,
         order.symbol,
@@ -252,11 +239,7 @@ async def record_answer(
         [leg.broker_order_id for leg in legs],
         [leg.role.value for leg in legs],
         changed,
-        audit.caller,
-        audit.role,
-        audit.tool,
-        audit.arguments,
-        audit.outcome,
+        *audit.params(audited),
     )
     assert row is not None
     return _order(row)
@@ -290,21 +273,7 @@ async def update_order(
     return _order(row)
 
 
-async def insert_fills(conn: Conn, order_id: int, fills: Sequence[Fill]) -> None:
-    if fills:
-        await conn.executemany(
-            """INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            [(f.fill_id, order_id, f.symbol, f.side.value, f.quantity, f.price, f.at) for f in fills],
-        )
-
-
 # --- reads ------------------------------------------------------------------------------------------------
-
-
-async def by_approval(conn: Conn, approval_id: UUID) -> OrderRecord | None:
-    row = await conn.fetchrow("SELECT * FROM orders WHERE approval_id = $1", approval_id)
-    return None if row is None else _order(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,16 +343,6 @@ async def working(conn: Conn, market: Market, *, symbol: str | None = None) -> l
 async def by_client_ids(conn: Conn, client_order_ids: Sequence[str]) -> dict[str, OrderRecord]:
     rows = await conn.fetch("SELECT * FROM orders WHERE client_order_id = ANY($1::text[])", list(client_order_ids))
     return {r["client_order_id"]: _order(r) for r in rows}
-
-
-async def by_broker_ids(conn: Conn, broker_order_ids: Sequence[str]) -> dict[str, OrderRecord]:
-    rows = await conn.fetch("SELECT * FROM orders WHERE broker_order_id = ANY($1::text[])", list(broker_order_ids))
-    return {r["broker_order_id"]: _order(r) for r in rows}
-
-
-async def watermark(conn: Conn) -> int:
-    """The newest order id: orders above it were created after this call."""
-    return int(await conn.fetchval("SELECT COALESCE(max(order_id), 0) FROM orders"))
 
 
 async def listing(
@@ -458,3 +417,9 @@ async def cancel_unsent(conn: Conn, order_id: int, reason: str, at: datetime) ->
         at,
     )
     return str(result).endswith(" 1")
+
+
+async def of_cycle(conn: Conn, cycle_id: str) -> list[OrderRecord]:
+    """A cycle's orders, oldest first (without their fills)."""
+    rows = await conn.fetch("SELECT * FROM orders WHERE cycle_id = $1 ORDER BY order_id", cycle_id)
+    return [_order(r) for r in rows]

@@ -12,8 +12,12 @@ import asyncpg
 
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderType, Side
 from catalyst_mcp.domain.models import Account, OrderIntent, Quote
-from catalyst_mcp.store.records import ApprovalRecord, AuditEntry
-from catalyst_mcp.store.repos import Conn
+from catalyst_mcp.domain.records import ApprovalRecord
+from catalyst_mcp.store import audit
+from catalyst_mcp.store.audit import AuditEntry
+from catalyst_mcp.store.db import Conn
+
+TABLES = ("risk_decisions",)
 
 
 async def record_decision(
@@ -33,21 +37,19 @@ async def record_decision(
     book_version: int,
     account: Account,
     quote: Quote | None,
-    audit: AuditEntry,
+    audited: AuditEntry,
 ) -> None:
     """The decision and its audit row in one statement (one transaction), committed without waiting for the
-    WAL flush: a decision lost in a crash sends no order (see ``repos.commit_without_flush``)."""
+    WAL flush: a decision lost in a crash sends no order (see ``db.commit_without_flush``)."""
     await conn.execute(
-        """WITH decision AS (
+        f"""WITH decision AS (
                INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
                    limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
                    reference_price, role, book_version, account_cash, account_equity, account_buying_power,
                    account_last_equity, account_currency, quote_bid, quote_ask, quote_last, quote_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                        $21, $22, $23, $29, $30, $31, $32)),
-           audited AS (
-               INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id)
-               VALUES ($24, $25, $26, $27, $28, $2))
+           audited AS ({audit.insert_sql(24, 2)})
            SELECT set_config('synchronous_commit', 'off', true)""",
         approval_id,
         cycle_id,
@@ -72,21 +74,12 @@ async def record_decision(
         account.buying_power,
         account.last_equity,
         account.currency,
-        audit.caller,
-        audit.role,
-        audit.tool,
-        audit.arguments,
-        audit.outcome,
+        *audit.params(audited),
         None if quote is None else quote.bid,
         None if quote is None else quote.ask,
         None if quote is None else quote.last,
         None if quote is None else quote.at,
     )
-
-
-async def get(conn: Conn, approval_id: UUID) -> ApprovalRecord | None:
-    row = await conn.fetchrow("SELECT * FROM risk_decisions WHERE approval_id = $1", approval_id)
-    return None if row is None else approval_of(row)
 
 
 def approval_of(row: asyncpg.Record) -> ApprovalRecord:
@@ -133,3 +126,9 @@ def approval_of(row: asyncpg.Record) -> ApprovalRecord:
             last_equity=row["account_last_equity"],
         ),
     )
+
+
+def use_sql(approval_id: str, at: str) -> str:
+    """The UPDATE that marks the approval ``approval_id`` used at ``at`` (SQL expressions), for the statement
+    that records the order made of it."""
+    return f"UPDATE risk_decisions SET used_at = {at} WHERE approval_id = {approval_id}"

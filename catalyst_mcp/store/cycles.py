@@ -1,40 +1,22 @@
-"""Queries of the workflow read models: cycles with their events, agent heartbeats, the trading state, and
-the cycle row lock that orders phase events. Each takes a connection; the caller chooses the transaction."""
+"""Cycles and their phases: the cycle rows, their phase events, the decisions logged in them and the agents'
+heartbeats (written by the cycle triggers). The row lock that orders a cycle's phase events is here too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 
 import asyncpg
 
-from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, TradingState
+from catalyst_mcp.domain.enums import CycleMode, CycleState, Market
 from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus
-from catalyst_mcp.store.records import CycleRecord
+from catalyst_mcp.domain.records import CycleRecord, DecisionRecord, Heartbeat
+from catalyst_mcp.store.db import Conn
 
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+TABLES = ("cycles", "cycle_events", "decisions", "agent_heartbeats")
 
 _COLUMNS = "cycle_id, agent_id, market, mode, status, started_at, updated_at, completed_at, summary"
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    agent_id: str
-    market: Market
-    last_seen_at: datetime
-    last_tool: str | None
-    cycle_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TradingStateRecord:
-    market: Market
-    state: TradingState
-    reason: str | None
-    changed_at: datetime
-    changed_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,25 +26,6 @@ class CycleLock:
     status: CycleState
     seen: frozenset[Phase]
     last: Phase | None
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRow:
-    decision: str
-    reasoning: str
-    symbol: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRow:
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    status: str
-    filled_quantity: Decimal
-    avg_fill_price: Decimal | None
 
 
 def _cycle(row: asyncpg.Record) -> CycleRecord:
@@ -81,16 +44,22 @@ def _cycle(row: asyncpg.Record) -> CycleRecord:
 
 async def insert_cycle(
     conn: Conn, cycle_id: str, agent_id: str, market: Market, mode: CycleMode, at: datetime
-) -> CycleRecord:
-    row = await conn.fetchrow(
-        f"""INSERT INTO cycles (cycle_id, agent_id, market, mode, started_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $5) RETURNING {_COLUMNS}""",
-        cycle_id,
-        agent_id,
-        market.value,
-        mode.value,
-        at,
-    )
+) -> CycleRecord | None:
+    """The new active cycle; None when the agent already has one in the market (its own savepoint keeps a
+    surrounding transaction usable)."""
+    try:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                f"""INSERT INTO cycles (cycle_id, agent_id, market, mode, started_at, updated_at)
+                    VALUES ($1, $2, $3, $4, $5, $5) RETURNING {_COLUMNS}""",
+                cycle_id,
+                agent_id,
+                market.value,
+                mode.value,
+                at,
+            )
+    except asyncpg.UniqueViolationError:
+        return None
     assert row is not None
     return _cycle(row)
 
@@ -218,45 +187,24 @@ async def heartbeats(conn: Conn, agent_ids: Sequence[str] | None) -> list[Heartb
     ]
 
 
-async def beat(conn: Conn, agent_id: str, market: Market, at: datetime, tool: str | None) -> None:
-    """An explicit heartbeat (calls inside a cycle beat through the cycle triggers)."""
-    await conn.execute("SELECT catalyst_beat($1, $2, $3, $4, NULL)", agent_id, market.value, at, tool)
-
-
-async def trading_state(conn: Conn, market: Market) -> TradingStateRecord:
-    row = await conn.fetchrow(
-        "SELECT market, state, reason, changed_at, changed_by FROM trading_state WHERE market = $1", market.value
+async def insert_decision(
+    conn: Conn, cycle_id: str, decision: str, reasoning: str, symbol: str | None, at: datetime
+) -> int:
+    value = await conn.fetchval(
+        """INSERT INTO decisions (cycle_id, decision, reasoning, symbol, created_at)
+           VALUES ($1, $2, $3, $4, $5) RETURNING decision_id""",
+        cycle_id,
+        decision,
+        reasoning,
+        symbol,
+        at,
     )
-    if row is None:
-        return TradingStateRecord(market, TradingState.ACTIVE, None, datetime.min.replace(tzinfo=UTC), "system")
-    return TradingStateRecord(
-        Market(row["market"]), TradingState(row["state"]), row["reason"], row["changed_at"], row["changed_by"]
-    )
+    return int(value)
 
 
-async def decisions(conn: Conn, cycle_id: str) -> list[DecisionRow]:
+async def decisions(conn: Conn, cycle_id: str) -> list[DecisionRecord]:
     rows = await conn.fetch(
         "SELECT decision, reasoning, symbol, created_at FROM decisions WHERE cycle_id = $1 ORDER BY decision_id",
         cycle_id,
     )
-    return [DecisionRow(r["decision"], r["reasoning"], r["symbol"], r["created_at"]) for r in rows]
-
-
-async def orders(conn: Conn, cycle_id: str) -> list[OrderRow]:
-    rows = await conn.fetch(
-        """SELECT client_order_id, symbol, side, quantity, status, filled_quantity, avg_fill_price
-           FROM orders WHERE cycle_id = $1 ORDER BY order_id""",
-        cycle_id,
-    )
-    return [
-        OrderRow(
-            r["client_order_id"],
-            r["symbol"],
-            r["side"],
-            r["quantity"],
-            r["status"],
-            r["filled_quantity"],
-            r["avg_fill_price"],
-        )
-        for r in rows
-    ]
+    return [DecisionRecord(r["decision"], r["reasoning"], r["symbol"], r["created_at"]) for r in rows]

@@ -1,14 +1,23 @@
-"""Records read back from the store that are not core value types."""
+"""What the store reads back: one frozen read type per thing (a cycle, an agent's heartbeat, a logged decision,
+the trading state, an approval, an order). The store builds them; services and transports use them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
-from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
+from catalyst_mcp.domain.enums import (
+    CycleMode,
+    CycleState,
+    Market,
+    OrderRole,
+    OrderStatus,
+    OrderType,
+    Side,
+    TradingState,
+)
 from catalyst_mcp.domain.models import Account, Fill, OrderIntent, Quote
 
 
@@ -23,6 +32,41 @@ class CycleRecord:
     updated_at: datetime
     completed_at: datetime | None
     summary: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveCycle:
+    """An agent's active cycle as the order path sees it."""
+
+    cycle_id: str
+    mode: CycleMode
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    agent_id: str
+    market: Market
+    last_seen_at: datetime
+    last_tool: str | None
+    cycle_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    decision: str
+    reasoning: str
+    symbol: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TradingStateRecord:
+    market: Market
+    state: TradingState
+    reason: str | None
+    changed_at: datetime
+    changed_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +114,3 @@ class OrderRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     fills: tuple[Fill, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    caller: str
-    role: str
-    tool: str
-    arguments: dict[str, Any]
-    outcome: str
-    cycle_id: str | None

@@ -1,0 +1,216 @@
+"""The book: our open positions (moved by confirmed fills and by applied sync plans) and its version, which
+counts the changes of ours at the broker (orders sent, fills, cancels) so that a broker read made before the
+last one is known to be stale.
+
+A sync plan is applied in a few statements whatever its size (arrays through ``unnest``), never one round
+trip per position; ``position_id = ANY(…)`` lets the planner fetch the rows by key rather than hash the book.
+Every close and update names the row as it was read; if a row changed meanwhile, the whole transaction is
+abandoned rather than overwrite someone else's change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+from catalyst_mcp.domain.enums import Market, PositionSide, Side
+from catalyst_mcp.domain.errors import TemporaryFailure
+from catalyst_mcp.domain.models import Fill, Position
+from catalyst_mcp.reconcile.plan import SyncPlan
+from catalyst_mcp.store.db import Conn
+
+TABLES = ("positions",)  # book_versions rows are kept: one per market
+
+
+class BookChanged(TemporaryFailure):
+    """A row the plan was computed from changed before it was applied; nothing was applied."""
+
+
+def _position(row: asyncpg.Record) -> Position:
+    return Position(
+        position_id=row["position_id"],
+        symbol=row["symbol"],
+        side=PositionSide(row["side"]),
+        quantity=row["quantity"],
+        avg_entry_price=row["avg_entry_price"],
+        stop_loss=row["stop_loss"],
+        take_profit=row["take_profit"],
+        opened_at=row["opened_at"],
+    )
+
+
+async def open_positions(conn: Conn, market: Market) -> list[Position]:
+    """The open positions, by symbol."""
+    rows = await conn.fetch(
+        """SELECT position_id, symbol, side, quantity, avg_entry_price, stop_loss, take_profit, opened_at
+           FROM positions WHERE market = $1 AND status = 'open' ORDER BY symbol, position_id""",
+        market.value,
+    )
+    long_, short = PositionSide.LONG, PositionSide.SHORT
+    return [Position(r[0], r[1], long_ if r[2] == "long" else short, r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+
+async def position_of(conn: Conn, market: Market, symbol: str) -> Position | None:
+    """The symbol's open position, if any."""
+    row = await conn.fetchrow(
+        "SELECT * FROM positions WHERE market = $1 AND symbol = $2 AND status = 'open'", market.value, symbol
+    )
+    return None if row is None else _position(row)
+
+
+async def apply_fill(
+    conn: Conn, market: Market, fill: Fill, stop_loss: Decimal | None, take_profit: Decimal | None
+) -> Position | None:
+    """Move the book by one broker-confirmed fill; returns the open position afterwards (or None)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM positions WHERE market = $1 AND symbol = $2 AND status = 'open' FOR UPDATE",
+        market.value,
+        fill.symbol,
+    )
+    signed_fill = fill.quantity if fill.side is Side.BUY else -fill.quantity
+    if row is None:
+        side = PositionSide.LONG if signed_fill > 0 else PositionSide.SHORT
+        new = await conn.fetchrow(
+            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, stop_loss, take_profit,
+                                      opened_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *""",
+            market.value,
+            fill.symbol,
+            side.value,
+            abs(signed_fill),
+            fill.price,
+            stop_loss,
+            take_profit,
+            fill.at,
+        )
+        assert new is not None
+        return _position(new)
+    held = _position(row)
+    before = held.signed_quantity
+    after = before + signed_fill
+    if after == 0 or (after > 0) != (before > 0):
+        realized = (fill.price - held.avg_entry_price) * min(abs(signed_fill), held.quantity)
+        if held.side is PositionSide.SHORT:
+            realized = -realized
+        await conn.execute(
+            """UPDATE positions SET status = 'closed', closed_at = $2, close_reason = 'fill',
+                      realized_pnl = COALESCE(realized_pnl, 0) + $3, updated_at = $2
+               WHERE position_id = $1""",
+            held.position_id,
+            fill.at,
+            realized,
+        )
+        if after == 0:
+            return None
+        flipped = await conn.fetchrow(
+            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *""",
+            market.value,
+            fill.symbol,
+            (PositionSide.LONG if after > 0 else PositionSide.SHORT).value,
+            abs(after),
+            fill.price,
+            fill.at,
+        )
+        assert flipped is not None
+        return _position(flipped)
+    if abs(after) > abs(before):
+        avg = (held.avg_entry_price * held.quantity + fill.price * fill.quantity) / abs(after)
+        updated = await conn.fetchrow(
+            """UPDATE positions SET quantity = $2, avg_entry_price = $3, updated_at = $4,
+                      stop_loss = COALESCE($5, stop_loss), take_profit = COALESCE($6, take_profit)
+               WHERE position_id = $1 RETURNING *""",
+            held.position_id,
+            abs(after),
+            avg,
+            fill.at,
+            stop_loss,
+            take_profit,
+        )
+    else:
+        realized = (fill.price - held.avg_entry_price) * fill.quantity
+        if held.side is PositionSide.SHORT:
+            realized = -realized
+        updated = await conn.fetchrow(
+            """UPDATE positions SET quantity = $2, updated_at = $3,
+                      realized_pnl = COALESCE(realized_pnl, 0) + $4
+               WHERE position_id = $1 RETURNING *""",
+            held.position_id,
+            abs(after),
+            fill.at,
+            realized,
+        )
+    assert updated is not None
+    return _position(updated)
+
+
+async def apply_plan(conn: Conn, market: Market, plan: SyncPlan, at: datetime) -> None:
+    """Closes, then updates, then inserts: three statements. Raises BookChanged if a row moved."""
+    if plan.closes:
+        c = plan.closes
+        result = await conn.execute(
+            """UPDATE positions AS p SET status = 'closed', closed_at = $5, close_reason = c.reason, updated_at = $5
+               FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[]) AS c(id, side, qty, reason)
+               WHERE p.position_id = ANY($1::bigint[]) AND p.position_id = c.id
+                 AND p.status = 'open' AND p.side = c.side AND p.quantity = c.qty""",
+            [x.position_id for x in c],
+            [x.side.value for x in c],
+            [x.quantity for x in c],
+            [x.reason for x in c],
+            at,
+        )
+        _expect(result, len(c))
+    if plan.updates:
+        u = plan.updates
+        result = await conn.execute(
+            """UPDATE positions AS p SET symbol = u.symbol, quantity = u.qty, avg_entry_price = u.avg,
+                      updated_at = $7
+               FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $5::numeric[], $6::numeric[])
+                    AS u(id, side, from_qty, symbol, qty, avg)
+               WHERE p.position_id = ANY($1::bigint[]) AND p.position_id = u.id
+                 AND p.status = 'open' AND p.side = u.side AND p.quantity = u.from_qty""",
+            [x.position_id for x in u],
+            [x.side.value for x in u],
+            [x.from_quantity for x in u],
+            [x.symbol for x in u],
+            [x.quantity for x in u],
+            [x.avg_entry_price for x in u],
+            at,
+        )
+        _expect(result, len(u))
+    if plan.inserts:
+        i = plan.inserts
+        try:
+            await conn.execute(
+                """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
+                   SELECT $1, s, side, q, a, $6, $6
+                   FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[]) AS i(s, side, q, a)""",
+                market.value,
+                [x.symbol for x in i],
+                [x.side.value for x in i],
+                [x.quantity for x in i],
+                [x.avg_entry_price for x in i],
+                at,
+            )
+        except asyncpg.UniqueViolationError:
+            raise BookChanged("a position was opened while the sync ran; nothing was applied: run it again") from None
+
+
+def _expect(result: str, count: int) -> None:
+    if not result.endswith(f" {count}"):
+        raise BookChanged("the book changed while the sync ran; nothing was applied: run it again")
+
+
+async def bump_version(conn: Conn, market: Market) -> None:
+    """The broker holds something new for us (an order sent, a fill, a cancel): cached broker reads that
+    were made before are stale."""
+    await conn.execute(bump_sql("$1"), market.value)
+
+
+def bump_sql(market: str, *, when: str | None = None) -> str:
+    """The UPDATE that bumps the version of the market given by the SQL expression ``market`` (only ``when``
+    that condition holds), for statements that record a change and bump the version at once."""
+    condition = "" if when is None else f" AND {when}"
+    return f"UPDATE book_versions SET version = version + 1 WHERE market = {market}{condition}"
