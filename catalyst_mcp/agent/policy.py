@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from catalyst_mcp.domain.decimals import floor_to, round_to
 from catalyst_mcp.domain.enums import CycleMode, OrderType, PositionSide, Side
 
 _ZERO = Decimal(0)
@@ -140,7 +141,7 @@ def exit_ideas(context: PolicyContext, params: PolicyParams) -> list[TradeIdea]:
             why = f"take profit hit: {_plain(price)} >= target {_plain(position.take_profit)}"
         else:
             continue
-        quantity = round_to_lot(position.quantity, params.lot_size(position.symbol))
+        quantity = floor_to(position.quantity, params.lot_size(position.symbol))
         if quantity <= _ZERO:
             continue
         ideas.append(
@@ -173,14 +174,14 @@ def entry_ideas(context: PolicyContext, params: PolicyParams) -> list[TradeIdea]
         if price is None:
             continue
         lot = params.lot_size(candidate.symbol)
-        quantity = round_to_lot(min(target, budget) / price, lot)
+        quantity = floor_to(max(min(target, budget), _ZERO) / price, lot)
         if quantity <= _ZERO:
             continue
         budget -= quantity * price
         is_limit = params.entry_order_type is OrderType.LIMIT
-        limit_price = round_to_tick(price, params.tick) if is_limit else None
-        stop_loss = round_to_tick(price * (1 - params.stop_loss_pct), params.tick)
-        take_profit = round_to_tick(price * (1 + params.take_profit_pct), params.tick)
+        limit_price = round_to(price, params.tick, ROUND_HALF_UP) if is_limit else None
+        stop_loss = round_to(price * (1 - params.stop_loss_pct), params.tick, ROUND_HALF_UP)
+        take_profit = round_to(price * (1 + params.take_profit_pct), params.tick, ROUND_HALF_UP)
         ideas.append(
             TradeIdea(
                 symbol=candidate.symbol,
@@ -205,21 +206,6 @@ def rank_candidates(candidates: Iterable[ScanCandidate], min_score: Decimal) -> 
     """Candidates scoring above `min_score`, best first; ties by symbol, so the order is total."""
     eligible = [c for c in candidates if c.score > min_score]
     return sorted(eligible, key=lambda c: (-c.score, c.symbol))
-
-
-def round_to_lot(quantity: Decimal, lot: Decimal) -> Decimal:
-    """Whole lots, rounded down; never negative."""
-    if lot <= _ZERO:
-        raise ValueError(f"lot size must be positive, got {lot}")
-    lots = (quantity / lot).to_integral_value(rounding=ROUND_FLOOR)
-    return max(lots, _ZERO) * lot
-
-
-def round_to_tick(price: Decimal, tick: Decimal) -> Decimal:
-    """The nearest multiple of `tick` (half up)."""
-    if tick <= _ZERO:
-        raise ValueError(f"tick must be positive, got {tick}")
-    return ((price / tick).to_integral_value(rounding=ROUND_HALF_UP) * tick).quantize(tick)
 
 
 def _mark(position: HeldPosition, quote: QuoteView | None) -> Decimal | None:

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from alpaca.common.exceptions import APIError
@@ -92,7 +92,7 @@ def wire_price(price: Decimal, side: Side) -> Decimal:
     never worse for an order on `side`: buys round down, sells round up. Sub-penny never leaves here."""
     if not price.is_finite() or price <= 0:
         raise InvalidInput(f"price must be positive, got {price}")
-    rounded = US_PROFILE.round_to_tick(price, ROUND_FLOOR if side is Side.BUY else ROUND_CEILING)
+    rounded = US_PROFILE.round_price(price, side)
     if rounded <= 0:
         raise InvalidInput(f"price {price} rounds to zero on the tick")
     return rounded
@@ -104,10 +104,6 @@ def wire_number(value: Decimal) -> float:
     if dec(result) != value:
         raise InvalidInput(f"{value} cannot be sent exactly")
     return result
-
-
-def on_tick(price: Decimal) -> bool:
-    return price == US_PROFILE.round_to_tick(price)
 
 
 # --- orders -----------------------------------------------------------------------------------------------

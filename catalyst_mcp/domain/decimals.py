@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Context, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 
 
 def plain(value: Decimal) -> str:
@@ -17,3 +17,8 @@ def plain(value: Decimal) -> str:
 def floor_to(value: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of ``step`` not above ``value`` (for positive values)."""
     return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def round_to(value: Decimal, step: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """``value`` rounded to a multiple of ``step`` (half-even unless told), written with ``step``'s places."""
+    return ((value / step).to_integral_value(rounding=rounding) * step).quantize(step)

@@ -7,11 +7,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from catalyst_mcp.domain.decimals import round_to
 from catalyst_mcp.domain.enums import Market, Side
 
 CYCLE_ID_RE: Final = r"^(us|hk)_\d{8}_\d{6}_[0-9a-f]{6}$"
@@ -211,15 +212,6 @@ class MarketProfile:
             raise ValueError(f"{day} is not a {self.calendar_name} session")
         return k
 
-    def next_open(self, at: datetime) -> datetime:
-        """The first start of a trading interval at or after `at` (HK: the 13:00 reopen counts)."""
-        self._local(at)
-        t = self._table()
-        i = bisect_left(t.starts, _to_us(at))
-        if i >= len(t.starts):
-            raise ValueError(f"no {self.calendar_name} session after {at.isoformat()} in the calendar")
-        return _from_us(t.starts[i], self.timezone)
-
     def latest_session(self, at: datetime) -> date:
         """The latest trading day whose open is at or before `at`."""
         self._local(at)
@@ -278,19 +270,11 @@ class MarketProfile:
 
     def round_to_tick(self, price: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
         """`price` rounded to a multiple of its tick (half-even by default)."""
-        tick = self.tick_for(price)
-        return ((price / tick).to_integral_value(rounding=rounding) * tick).quantize(tick)
+        return round_to(price, self.tick_for(price), rounding)
 
     def round_price(self, price: Decimal, side: Side) -> Decimal:
         """A limit price on the tick, never worse for the order's side: buys round down, sells up."""
         return self.round_to_tick(price, ROUND_FLOOR if side is Side.BUY else ROUND_CEILING)
-
-    def round_quantity_down(self, qty: Decimal, lot: Decimal | None = None) -> Decimal:
-        """`qty` rounded toward zero to whole lots (`lot` defaults to the market's default lot)."""
-        size = self.default_lot if lot is None else lot
-        if not qty.is_finite() or not size.is_finite() or size <= 0:
-            raise ValueError(f"cannot round quantity {qty} to lots of {size}")
-        return (qty / size).to_integral_value(rounding=ROUND_DOWN) * size
 
     # --- identifiers ----------------------------------------------------------------------------------
 

@@ -41,3 +41,9 @@ def canonical_symbol(market: Market, raw: str) -> str | None:
         return None
     digits = hk.group(1) or hk.group(2)
     return digits.zfill(5) if int(digits) > 0 else None
+
+
+def listed_symbol(raw: str) -> str:
+    """A symbol of either market in canonical form, for lists that serve both (the risk limits' restricted and
+    allowed symbols): a stock code of HK, else a ticker of US, else the entry upper-cased as given."""
+    return canonical_symbol(Market.HK, raw) or canonical_symbol(Market.US, raw) or raw.strip().upper()

@@ -78,10 +78,6 @@ def describe_rest(plan: SyncPlan) -> list[str]:
     return lines + [f"{s}: not a symbol of this market; left alone" for s in plan.unrecognised]
 
 
-def describe(plan: SyncPlan, *, applied: bool) -> list[str]:
-    return describe_changes(plan, applied=applied) + describe_rest(plan)
-
-
 def plan_json(plan: SyncPlan) -> list[dict[str, Any]]:
     """The plan as stored with its sync run."""
 

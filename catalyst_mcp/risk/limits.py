@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import Market
+from catalyst_mcp.markets.symbols import listed_symbol
 
 Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Pct = Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)]
@@ -57,7 +58,7 @@ class RiskLimits(BaseModel):
     def _canonical_symbols(cls, value: Any) -> Any:
         if value is None or isinstance(value, str):
             return value
-        return frozenset(canonical_symbol(str(v)) for v in value)
+        return frozenset(listed_symbol(str(v)) for v in value)
 
     @cached_property
     def version(self) -> str:
@@ -73,12 +74,6 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, frozenset | set):
         return sorted(value)
     return value
-
-
-def canonical_symbol(raw: str) -> str:
-    """A list entry in canonical form for either market: HK codes to 5 digits, US tickers upper-case."""
-    text = raw.strip().upper().removeprefix("HK.").removesuffix(".HK")
-    return text.zfill(5) if text.isascii() and text.isdigit() else text
 
 
 # Per-market defaults where the currency or the lot changes the meaning of a number.

@@ -14,7 +14,7 @@ from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus
 from catalyst_mcp.domain.records import CycleRecord, DecisionRecord, Heartbeat
 from catalyst_mcp.store.db import Conn
 
-TABLES = ("cycles", "cycle_events", "decisions", "agent_heartbeats")
+TABLES = ("cycles", "cycle_events", "decisions")  # what a wipe of the book empties; heartbeats outlive it
 
 _COLUMNS = "cycle_id, agent_id, market, mode, status, started_at, updated_at, completed_at, summary"
 

@@ -4,6 +4,7 @@ API, numbers on the market-data API, times in RFC 3339 (UTC with a Z, or New Yor
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -151,11 +152,20 @@ def asset_json(symbol: str, name: str) -> dict[str, Any]:
     }
 
 
+def _sessions_from(now: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """The (open, close) of each trading day from ``now``'s day on."""
+    day = now.astimezone(PROFILE.timezone).date()
+    for offset in range(30):
+        bounds = PROFILE.session_bounds(day + timedelta(days=offset))
+        if bounds is not None:
+            yield bounds
+
+
 def clock_json(now: datetime) -> dict[str, Any]:
     is_open = PROFILE.is_open(now)
-    bounds = PROFILE.session_bounds(PROFILE.latest_session(now) if is_open else PROFILE.next_open(now).date())
-    assert bounds is not None
-    next_open = PROFILE.next_open(bounds[1]) if is_open else bounds[0]
+    upcoming = [b for b in _sessions_from(now) if b[1] > now]
+    bounds = upcoming[0]
+    next_open = upcoming[1][0] if is_open else bounds[0]
     tz = PROFILE.timezone
     return {
         "timestamp": now.astimezone(tz).isoformat(),

@@ -17,6 +17,7 @@ from catalyst_mcp.brokers import alpaca_orders as orders
 from catalyst_mcp.domain.enums import LegKind, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import BrokerRejected, InvalidInput, OperatorNeeded, TemporaryFailure
 from catalyst_mcp.domain.models import Fill, OrderIntent
+from catalyst_mcp.markets.profiles import US_PROFILE
 
 ORDER_ID = "61e69015-8549-4bfd-b9c3-01e75843f47d"
 AT = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -51,7 +52,8 @@ def test_numbers_from_alpaca_become_exact_decimals() -> None:
 )
 def test_prices_go_out_on_the_tick_never_worse_for_the_side(price: str, side: Side, sent: str) -> None:
     assert str(wire.wire_price(Decimal(price), side)) == sent
-    assert wire.on_tick(wire.wire_price(Decimal(price), side))
+    on_wire = wire.wire_price(Decimal(price), side)
+    assert on_wire == US_PROFILE.round_to_tick(on_wire)
 
 
 def test_a_price_that_rounds_to_nothing_is_refused() -> None:

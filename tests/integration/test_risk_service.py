@@ -405,7 +405,9 @@ async def test_a_server_started_from_the_toml_file_enforces_its_limits(
 
 
 @pytest.mark.parametrize(
-    ("market", "written", "symbol"), [("US", "tsla", "TSLA"), ("HK", "700", "00700")], ids=["US lower case", "HK code"]
+    ("market", "written", "symbol"),
+    [("US", "tsla", "TSLA"), ("US", "brk-b", "BRK.B"), ("HK", "700", "00700")],
+    ids=["US lower case", "US class separator", "HK code"],
 )
 async def test_a_restricted_symbol_is_refused_however_the_list_writes_it(
     database_url: str, clock: FixedClock, market: str, written: str, symbol: str

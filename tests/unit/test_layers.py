@@ -133,3 +133,11 @@ def test_the_writers_are_the_aggregates_of_the_store() -> None:
         "trading_state": "store/trading_state.py",
         "equity_marks": "store/trading_state.py",
     }.items() <= writers.items(), writers
+
+
+def test_a_wipe_of_the_book_empties_every_table_but_the_per_market_rows_and_the_heartbeats() -> None:
+    from catalyst_mcp.store.wipe import BOOK_TABLES
+
+    kept = {"book_versions", "trading_state", "agent_heartbeats"}
+    assert len(set(BOOK_TABLES)) == len(BOOK_TABLES)
+    assert set(BOOK_TABLES) == _tables() - kept

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalyst_mcp.domain.decimals import floor_to
 from catalyst_mcp.domain.enums import Market, Side
 from catalyst_mcp.markets import (
     CYCLE_ID_RE,
@@ -121,20 +122,12 @@ def test_a_naive_datetime_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         US_PROFILE.cycle_id(naive, "ab12cd")
     with pytest.raises(ValueError, match="timezone-aware"):
-        HK_PROFILE.next_open(naive)
+        HK_PROFILE.latest_session(naive)
 
 
 def test_a_date_outside_the_calendar_is_refused_rather_than_guessed() -> None:
     with pytest.raises(ValueError, match="outside the XNYS calendar"):
         US_PROFILE.is_open(datetime(2075, 1, 2, 15, 0, tzinfo=UTC))
-
-
-def test_next_open_from_a_saturday_is_monday_0930() -> None:
-    assert US_PROFILE.next_open(ny(2026, 11, 28, 12, 0)) == ny(2026, 11, 30, 9, 30)
-
-
-def test_next_open_during_the_hk_lunch_break_is_the_1300_reopen() -> None:
-    assert HK_PROFILE.next_open(hk(2026, 11, 25, 12, 15)) == hk(2026, 11, 25, 13, 0)
 
 
 def test_latest_session_start_on_a_holiday_is_the_previous_trading_days_open() -> None:
@@ -242,10 +235,10 @@ def test_a_rounded_price_is_on_its_tick_and_within_half_a_tick(market: Market, p
 
 
 def test_quantities_round_down_to_whole_lots() -> None:
-    assert US_PROFILE.round_quantity_down(Decimal("10.7")) == Decimal(10)
-    assert HK_PROFILE.round_quantity_down(Decimal("250")) == Decimal(200)
-    assert HK_PROFILE.round_quantity_down(Decimal("1000"), lot=Decimal(400)) == Decimal(800)
-    assert HK_PROFILE.round_quantity_down(Decimal("99")) == Decimal(0)
+    assert floor_to(Decimal("10.7"), US_PROFILE.default_lot) == Decimal(10)
+    assert floor_to(Decimal("250"), HK_PROFILE.default_lot) == Decimal(200)
+    assert floor_to(Decimal("1000"), Decimal(400)) == Decimal(800)
+    assert floor_to(Decimal("99"), HK_PROFILE.default_lot) == Decimal(0)
 
 
 # --- cycle ids ----------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -21,9 +21,8 @@ from catalyst_mcp.agent.policy import (
     TradeIdea,
     build_context,
     propose,
-    round_to_lot,
-    round_to_tick,
 )
+from catalyst_mcp.domain.decimals import floor_to, round_to
 from catalyst_mcp.domain.enums import CycleMode, OrderType, PositionSide, Side
 
 D = Decimal
@@ -113,8 +112,8 @@ def test_quantities_are_whole_lots_rounded_down() -> None:
     params = PolicyParams(lot_sizes={"00700": D(100)}, default_lot_size=D(500))
     ideas = propose(context([candidate("00700", "3.30", "2"), candidate("00005", "3.30")]), params)
     assert [(i.symbol, i.quantity) for i in ideas] == [("00700", D(1500)), ("00005", D(1500))]
-    assert round_to_lot(D("1515.15"), D(100)) == D(1500)
-    assert round_to_lot(D("99.99"), D(100)) == D(0)
+    assert floor_to(D("1515.15"), D(100)) == D(1500)
+    assert floor_to(D("99.99"), D(100)) == D(0)
 
 
 def test_a_candidate_whose_quantity_rounds_to_zero_is_skipped_and_the_next_one_taken() -> None:
@@ -177,7 +176,7 @@ def test_stop_and_target_are_three_and_six_percent_from_the_entry_rounded_to_the
     assert (idea.stop_loss, idea.take_profit) == (D("184.42"), D("201.53"))  # 184.4164, 201.5272
     coarse = only(propose(context([candidate("AAPL", "190.12")]), PolicyParams(tick=D("0.05"))))
     assert (coarse.stop_loss, coarse.take_profit) == (D("184.40"), D("201.55"))
-    assert round_to_tick(D("0.125"), D("0.01")) == D("0.13")
+    assert round_to(D("0.125"), D("0.01"), ROUND_HALF_UP) == D("0.13")
 
 
 def test_limit_entries_carry_the_ask_rounded_to_the_tick() -> None:

@@ -12,7 +12,7 @@ from catalyst_mcp.domain.errors import InvalidInput
 from catalyst_mcp.domain.models import BrokerPosition, Position
 from catalyst_mcp.markets.lots import HK_BOARD_LOTS, lot_lookup, table_lot
 from catalyst_mcp.markets.symbols import canonical_symbol, normalise_symbol
-from catalyst_mcp.reconcile.describe import describe
+from catalyst_mcp.reconcile.describe import describe_changes, describe_rest
 from catalyst_mcp.reconcile.diff import diff
 from catalyst_mcp.reconcile.plan import ChangeKind, FoldSource, Update
 
@@ -112,7 +112,7 @@ def test_an_odd_lot_at_the_broker_is_taken_and_said() -> None:
     plan = diff([held("00005", "400", avg="65")], [at_broker("5", "650", avg="65")], market=HK, lot_size=lot)
     (change,) = plan.changes
     assert change.lot_size == 400 and change.odd_lot
-    (line,) = describe(plan, applied=True)
+    (line,) = describe_changes(plan, applied=True) + describe_rest(plan)
     assert line.startswith("00005: book long 400, broker long 650") and "odd lot" in line and "400" in line
 
 
