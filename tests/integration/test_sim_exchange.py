@@ -3,9 +3,7 @@ pinned prices seen by every process, the controls' view, and the round trips of 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import cast
 
 import pytest
 
@@ -31,26 +29,6 @@ from tests.integration.sim_support import (
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(runtime: Runtime) -> SimExchange:
-    return cast(SimExchange, runtime.broker)
-
-
-@pytest.fixture
-def ctl(sim: SimExchange) -> SimControls:
-    return SimControls(sim)
-
-
-@pytest.fixture
-async def other(database_url: str, runtime: Runtime, clock: FixedClock) -> AsyncIterator[SimExchange]:
-    """The same simulated broker as another server process sees it."""
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
-        yield second_exchange(pool, runtime, clock)
-    finally:
-        await pool.close()
 
 
 # --- protective legs ---------------------------------------------------------------------------------------

@@ -3,8 +3,7 @@ calls or until cleared; what the broker did (or not) under each."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import cast
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -13,8 +12,6 @@ from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
 from catalyst_mcp.domain.enums import OrderStatus, Side
 from catalyst_mcp.domain.errors import InvalidInput, TemporaryFailure
-from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.store.db import create_pool
 from tests.integration.sim_support import (
     D,
     bracket,
@@ -22,30 +19,9 @@ from tests.integration.sim_support import (
     count_orders,
     order,
     resting_buy,
-    second_exchange,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sim(runtime: Runtime) -> SimExchange:
-    return cast(SimExchange, runtime.broker)
-
-
-@pytest.fixture
-def ctl(sim: SimExchange) -> SimControls:
-    return SimControls(sim)
-
-
-@pytest.fixture
-async def other(database_url: str, runtime: Runtime, clock: FixedClock) -> AsyncIterator[SimExchange]:
-    """The same simulated broker as another server process sees it."""
-    pool = await create_pool(database_url, min_size=1, max_size=2)
-    try:
-        yield second_exchange(pool, runtime, clock)
-    finally:
-        await pool.close()
 
 
 # --- faults ---------------------------------------------------------------------------------------------
