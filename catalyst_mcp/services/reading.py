@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from catalyst_mcp.domain.enums import CycleMode, Market
@@ -21,8 +21,6 @@ from catalyst_mcp.risk.engine import RiskSnapshot
 from catalyst_mcp.store import book_snapshot, trading_state
 from catalyst_mcp.store.book_snapshot import BookSnapshot
 from catalyst_mcp.store.db import Conn
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
