@@ -80,6 +80,7 @@ def server_env(database_url: str, position_limit: Decimal) -> dict[str, str]:
         "CATALYST_DATABASE_URL": database_url,
         "CATALYST_LOG_LEVEL": "WARNING",
         "CATALYST_ROLE": "trader",
+        "CATALYST_TOKENS_FILE": os.path.join(tempfile.gettempdir(), f"catalyst-bench-{os.getpid()}", "tokens.toml"),
         "CATALYST_RISK__DUPLICATE_WINDOW_SECONDS": "0",
         "CATALYST_RISK__MAX_ORDERS_PER_MINUTE": "100000",
         "CATALYST_RISK__MAX_TRADES_PER_DAY": "100000",

@@ -6,6 +6,7 @@ Everything it opens is closed on exit."""
 from __future__ import annotations
 
 import functools
+import pathlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.services.approval import ApprovalService
+from catalyst_mcp.services.audit import AuditService
 from catalyst_mcp.services.booking import Booking
 from catalyst_mcp.services.cycles import CycleService
+from catalyst_mcp.services.directives import DirectiveService
 from catalyst_mcp.services.execution import ExecutionService
 from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.orders import OrderService
@@ -31,14 +34,17 @@ from catalyst_mcp.services.portfolio import PortfolioService
 from catalyst_mcp.services.protection import Protection
 from catalyst_mcp.services.reading import SnapshotReader
 from catalyst_mcp.services.suite import Services
+from catalyst_mcp.services.supervision import SupervisionService
 from catalyst_mcp.services.sync import SyncService
 from catalyst_mcp.services.workflow import WorkflowService
+from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.calendar_cache import warm_calendar
 from catalyst_mcp.store.changes import PgChanges
 from catalyst_mcp.store.db import Database, connect, create_pool
 from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
 from catalyst_mcp.store.lane import Lane
 from catalyst_mcp.store.migrate import apply_migrations
+from catalyst_mcp.store.tokens import TokenFile
 from catalyst_mcp.store.wipe import wipe_book
 
 
@@ -131,6 +137,7 @@ def assemble(rt: Runtime) -> Services:
     reader = SnapshotReader(rt.profile, clock, broker, data, timedelta(seconds=settings.risk.duplicate_window_seconds))
     workflow = WorkflowService(db, clock, market, broker.mode, idle_after)
     sync = SyncService(rt.lane, broker, booking, protection, clock, market, data.lot_size, settings.sync)
+    directives = DirectiveService(db, clock)
     return Services(
         profile=rt.profile,
         clock=clock,
@@ -138,7 +145,7 @@ def assemble(rt: Runtime) -> Services:
         broker_mode=broker.mode,
         limits=settings.risk,
         workflow=workflow,
-        cycles=CycleService(db, broker, clock, rt.profile, workflow, sync),
+        cycles=CycleService(db, broker, clock, rt.profile, workflow, sync, directives),
         approvals=ApprovalService(
             rt.lane, reader, halting, clock, market, settings.risk, settings.agent_id, idle_after
         ),
@@ -161,12 +168,32 @@ def assemble(rt: Runtime) -> Services:
         orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
         sync=sync,
         portfolio=PortfolioService(db, broker, data, clock, rt.profile),
+        directives=directives,
+        supervision=SupervisionService(db, rt.lane, halting, directives, broker, clock, market),
+        audit=AuditService(db, timedelta(days=settings.audit_retention_days)),
         changes=PgChanges(rt.database_uri, rt.pool),
     )
 
 
-async def reset_everything(settings: Settings) -> None:
-    """Wipe the simulated broker and the whole book, in one transaction (``catalyst-mcp reset``)."""
+async def reset_everything(settings: Settings, by: str) -> int:
+    """Wipe the simulated exchange and the book in one transaction (``catalyst-mcp reset``); the audit trail is
+    kept (archived) and the trading state untouched. Refused unless the broker is the simulated exchange.
+    Returns how many audit rows were archived."""
+    if settings.broker is not BrokerKind.SIM:
+        raise OperatorNeeded(
+            f"reset wipes the simulated exchange and the book; this configuration trades on {settings.broker.value}:"
+            " refused"
+        )
     async with open_pool(settings) as pool, pool.acquire() as conn, conn.transaction():
         await reset_simulation(conn)
-        await wipe_book(conn)
+        entry = AuditEntry(by, "operator", "reset", {}, "the simulated exchange and the book were wiped", None)
+        return await wipe_book(conn, SystemClock().now(), entry)
+
+
+def tokens_path(settings: Settings) -> pathlib.Path:
+    """CATALYST_TOKENS_FILE, else tokens.toml in the data dir."""
+    return settings.tokens_file or (settings.data_dir or default_data_dir()) / "tokens.toml"
+
+
+def open_grants(settings: Settings) -> TokenFile:
+    return TokenFile(tokens_path(settings))

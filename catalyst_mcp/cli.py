@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from catalyst_mcp import sim_cli
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.errors import CatalystError
+from catalyst_mcp.domain.roles import Role
 from catalyst_mcp.logs import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Catalyst MCP: safe equity trading for AI agents.")
@@ -79,6 +81,9 @@ def agent(
     mode: Annotated[str, typer.Option("--mode", help="trade, scan, close or heartbeat")] = "trade",
     force: Annotated[bool, typer.Option("--force", help="run a cycle even when the market is closed")] = False,
     url: Annotated[str | None, typer.Option("--url", help="an HTTP server's /mcp URL (default: start one)")] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="bearer token for --url (default: CATALYST_TOKEN)", show_default=False)
+    ] = None,
     agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
     data_dir: DataDir = None,
     market: Market = None,
@@ -100,6 +105,7 @@ def agent(
         lambda: run_agent(
             url=url,
             extra_env=env,
+            token=token or (settings.token.get_secret_value() if settings.token is not None else None),
             agent_id=settings.agent_id,
             market=settings.market.value,
             mode=mode,
@@ -133,17 +139,63 @@ def reset(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Wipe the simulated broker and the book (cycles, orders, positions, audit)."""
+    """Wipe the simulated exchange and the book (cycles, orders, positions). The audit trail is kept (marked
+    archived) and the trading state is left as it is: a halt outlives a reset. Simulated exchange only."""
     settings = _settings(data_dir=data_dir)
-    if not yes and not typer.confirm("Wipe the simulated broker and the whole book?"):
+    if not yes and not typer.confirm("Wipe the simulated exchange and the whole book?"):
         raise typer.Exit(1)
     from catalyst_mcp.bootstrap import reset_everything
 
-    async def main() -> None:
-        await reset_everything(settings)
+    archived = _run(lambda: reset_everything(settings, by=f"catalyst-mcp reset ({getpass.getuser()})"))
+    typer.echo(f"reset: the simulated exchange and the book are empty; {archived} audit rows kept, archived")
 
-    _run(main)
-    typer.echo("reset: the simulated broker and the book are empty")
+
+@app.command()
+def token(
+    action: Annotated[str, typer.Argument(help="add, list or revoke")],
+    subject: Annotated[str | None, typer.Argument(help="who the token is for (add, revoke)")] = None,
+    role: Annotated[str | None, typer.Option("--role", help="observer, trader or supervisor (add)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Manage the HTTP bearer tokens: `token add SUBJECT --role ROLE` prints a new token once (only its SHA-256
+    is stored), `token list`, `token revoke SUBJECT`."""
+    settings = _settings(data_dir=data_dir)
+    from catalyst_mcp.bootstrap import open_grants, tokens_path
+
+    grants = open_grants(settings)
+    try:
+        if action == "add":
+            if subject is None or role is None:
+                _fail("token add needs SUBJECT and --role ROLE")
+                return
+            chosen = _role(role)
+            typer.echo(grants.add(subject, chosen))
+            typer.echo(
+                f"token for {subject} ({chosen.value}) added to {tokens_path(settings)}; it is not shown again",
+                err=True,
+            )
+        elif action == "list":
+            for grant in grants.grants():
+                typer.echo(f"{grant.subject}\t{grant.role.value}\t{grant.created_at.isoformat()}")
+        elif action == "revoke":
+            if subject is None:
+                _fail("token revoke needs SUBJECT")
+                return
+            if not grants.revoke(subject):
+                _fail(f"no token for {subject}", 1)
+            typer.echo(f"token of {subject} revoked", err=True)
+        else:
+            _fail(f"unknown action {action!r}: expected add, list or revoke")
+    except CatalystError as exc:
+        _fail(str(exc))
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value.lower())
+    except ValueError:
+        _fail(f"unknown role {value!r}: expected observer, trader or supervisor")
+        raise
 
 
 app.add_typer(sim_cli.app, name="sim", help="Controls of the simulated exchange (prices, fills, positions, faults).")

@@ -24,6 +24,7 @@ from pydantic_settings import (
 
 from catalyst_mcp.domain.enums import BrokerKind, BrokerMode, Market
 from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.domain.roles import Role
 from catalyst_mcp.risk.limits import RiskLimits, limits_for
 
 # The TOML file this load reads, if any: set by load_settings (``--config`` or CATALYST_CONFIG).
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     account_reuse_seconds: float = Field(default=2, ge=0, le=60)
     quote_reuse_seconds: float = Field(default=1, ge=0, le=60)
     halt_cancels_entries: bool = True
+    # Supervision: the role of a client the transport cannot identify (stdio: trader unless set; HTTP without
+    # tokens: observer unless set), where the HTTP bearer tokens live (default: tokens.toml in the data dir),
+    # the token the agent sends to a server given by URL, and how long audit rows are kept.
+    role: Role | None = None
+    tokens_file: Path | None = None
+    token: SecretStr | None = None
+    audit_retention_days: int = Field(default=365, ge=1, le=36500)
     risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()
 

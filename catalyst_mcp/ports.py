@@ -10,6 +10,7 @@ from typing import Protocol
 from catalyst_mcp.domain.changes import Change, Published
 from catalyst_mcp.domain.enums import BrokerMode, Side
 from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
+from catalyst_mcp.domain.roles import Grant
 
 
 class Clock(Protocol):
@@ -118,3 +119,13 @@ class Changes(Protocol):
 
     async def publish(self, change: Published) -> None:
         """Announce ``change`` to every process, this one included."""
+
+
+class Grants(Protocol):
+    """The HTTP bearer tokens: only their digests are kept."""
+
+    def lookup(self, token: str) -> Grant | None:
+        """The grant of a token, or None for a token that is not (or no longer) valid."""
+
+    def is_empty(self) -> bool:
+        """True when no token is configured (the server then serves loopback only, unauthenticated)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -273,17 +272,12 @@ def quote_symbols(portfolio: Mapping[str, Any], scan: Mapping[str, Any] | None, 
     return held + picked
 
 
-async def heartbeat(client: ToolClient, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Liveness without a cycle: broker mode, trading state and the agent's clock."""
-    status = await client.call("workflow_status")
-    beat = {
-        "broker_mode": status.get("broker_mode"),
-        "trading_state": status.get("trading_state"),
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cycles": len(status.get("cycles") or []),
-    }
+async def heartbeat(client: ToolClient, agent_id: str, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Liveness without a cycle: the server records the agent's heartbeat and answers with the broker mode,
+    the trading state, whether the market is open and the directives waiting for the agent."""
+    beat = await client.call("record_heartbeat", agent_id=agent_id)
     if reporter is not None:
-        reporter.step("workflow_status", f"{beat['broker_mode']}, trading {beat['trading_state']}, at {beat['time']}")
+        reporter.step("record_heartbeat", summarize("record_heartbeat", beat))
     return beat
 
 
@@ -293,9 +287,13 @@ async def heartbeat(client: ToolClient, reporter: Reporter | None = None) -> dic
 def summarize(tool: str, result: Mapping[str, Any]) -> str:
     """A short human line for a tool result; unknown tools get their keys."""
     match tool:
+        case "record_heartbeat":
+            market = "open" if result.get("market_open") else "closed"
+            line = f"{result.get('broker_mode')}, trading {result.get('trading_state')}, market {market}"
+            return line + _directives(result)
         case "start_cycle":
             if result.get("cycle_id") is None:
-                return "market closed: no cycle started (use --force to run anyway)"
+                return "market closed: no cycle started (use --force to run anyway)" + _directives(result)
             sync = result.get("sync") or {}
             sync_text = (
                 f"sync refused: {sync['refused']}"
@@ -306,7 +304,7 @@ def summarize(tool: str, result: Mapping[str, Any]) -> str:
                 f"{result.get('cycle_id')}, "
                 f"market {'open' if result.get('market_open') else 'closed'}, "
                 f"{result.get('broker_mode')}, trading {result.get('trading_state')}, {sync_text}, "
-                f"{len(result.get('directives') or [])} directives"
+                f"{len(result.get('directives') or [])} directives{_directives(result)}"
             )
         case "get_portfolio":
             account = result.get("account") or {}
@@ -365,3 +363,9 @@ def _decimal(value: object) -> Decimal:
 
 def _money(value: object) -> str:
     return f"{_decimal(value):.2f}"
+
+
+def _directives(result: Mapping[str, Any]) -> str:
+    """The directives handed over with a result, quoted: the operator sees what the supervisor asked."""
+    texts = [str(d.get("text", "")) for d in result.get("directives") or [] if isinstance(d, Mapping)]
+    return "".join(f"; directive: {t!r}" for t in texts)

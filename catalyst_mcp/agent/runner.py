@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 
+import httpx2
 from mcp import Client
+from mcp.client import Transport
+from mcp.client.streamable_http import streamable_http_client
 
 from catalyst_mcp.agent.client import ToolCallError, ToolClient, describe_exception, stdio_params
 from catalyst_mcp.agent.loop import Reporter, heartbeat, run_cycle
@@ -17,12 +21,16 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 2
+# As the MCP client does without a token: connect, write and pool waits, and a long read for event streams.
+HTTP_TIMEOUT_S = 30.0
+HTTP_READ_TIMEOUT_S = 300.0
 
 
 async def run_agent(
     *,
     url: str | None,
     extra_env: Mapping[str, str],
+    token: str | None = None,
     agent_id: str,
     market: str,
     mode: str,
@@ -34,6 +42,8 @@ async def run_agent(
 ) -> int:
     """Run one cycle (or a heartbeat with `mode="heartbeat"`) and return the exit code.
 
+    ``token`` is sent as a bearer token to a server given by ``url``.
+
     0: the cycle completed, the market was closed, or the heartbeat answered; 1: the cycle failed
     or the connection broke during the run; 2: the server could not be reached. Every failure
     prints one line on stderr. `protocol` is `mcp.Client`'s `mode`: "auto", "legacy"
@@ -43,9 +53,9 @@ async def run_agent(
     where = url or "the catalyst-mcp server (stdio)"
     connected = False
     try:
-        async with Client(
-            url if url else stdio_params(extra_env), mode=protocol, read_timeout_seconds=call_timeout
-        ) as session:
+        async with AsyncExitStack() as stack:
+            target = stdio_params(extra_env) if url is None else await _http(stack, url, token)
+            session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
             return await _run(
                 ToolClient(session),
@@ -77,7 +87,7 @@ async def _run(
 ) -> int:
     if mode == "heartbeat":
         try:
-            await heartbeat(client, reporter)
+            await heartbeat(client, agent_id, reporter)
         except ToolCallError as exc:
             _fail(str(exc))
             return EXIT_FAILED
@@ -88,6 +98,19 @@ async def _run(
     if outcome.failure is not None:
         _fail(f"cycle {outcome.cycle_id or '(not started)'} failed: {outcome.failure}")
     return outcome.exit_code
+
+
+async def _http(stack: AsyncExitStack, url: str, token: str | None) -> Transport | str:
+    """The URL as is, or with a token an HTTP client that sends it on every request."""
+    if token is None:
+        return url
+    http = await stack.enter_async_context(
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx2.Timeout(HTTP_TIMEOUT_S, read=HTTP_READ_TIMEOUT_S),
+        )
+    )
+    return streamable_http_client(url, http_client=http)
 
 
 def _fail(message: str) -> None:

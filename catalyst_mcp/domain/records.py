@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from catalyst_mcp.domain.enums import (
@@ -114,3 +115,32 @@ class OrderRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     fills: tuple[Fill, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectiveRecord:
+    """A supervisor's instruction to an agent, delivered to it once."""
+
+    directive_id: int
+    agent_id: str
+    text: str
+    sent_by: str
+    sent_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One row of the trail as ``list_audit`` shows it."""
+
+    at: datetime
+    kind: str  # "call": one tool call; "effect": a change, written with it
+    subject: str | None
+    role: str
+    client: str
+    client_version: str | None
+    tool: str
+    arguments: dict[str, Any]
+    outcome: str
+    cycle_id: str | None
+    duration_ms: int | None

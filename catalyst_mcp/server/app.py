@@ -6,12 +6,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
 from catalyst_mcp import __version__
 from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
-from catalyst_mcp.server import prompts, resources, tools_cycle, tools_market, tools_orders, tools_status, tools_trading
+from catalyst_mcp.domain.roles import Role
+from catalyst_mcp.ports import Grants
+from catalyst_mcp.server import (
+    prompts,
+    resources,
+    tools_cycle,
+    tools_market,
+    tools_orders,
+    tools_status,
+    tools_supervision,
+    tools_trading,
+)
+from catalyst_mcp.server.access import AuditCalls, GrantVerifier, RoleGate
 from catalyst_mcp.server.feed import ChangeFeed
 from catalyst_mcp.server.toolkit import Serving, ToolSpec, build
 from catalyst_mcp.server.validation import StrictArguments, arguments_model
@@ -29,21 +42,28 @@ SPECS: tuple[ToolSpec, ...] = (
     *tools_trading.TOOLS,
     *tools_orders.TOOLS,
     *tools_status.TOOLS,
+    *tools_supervision.TOOLS,
 )
+LOCAL_ISSUER = "http://127.0.0.1"
 
 
-def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPServer[Serving]:
+def build_server(
+    settings: Settings, *, runtime: Runtime | None = None, role: Role | None = None, grants: Grants | None = None
+) -> MCPServer[Serving]:
     """The MCP server. With ``runtime`` given (tests, the HTTP app) it is shared; otherwise each session
     (one for stdio) opens its own from ``settings``. While it runs, one change listener per server object
-    feeds its subscribers."""
+    feeds its subscribers. A caller the transport does not identify has ``role`` (else ``CATALYST_ROLE``, else
+    trader); with ``grants`` that hold tokens, HTTP requests need a bearer token, whose grant gives the role."""
     feed = ChangeFeed()
+    default_role = role or settings.role or Role.TRADER
+    verifier = GrantVerifier(grants) if grants is not None and not grants.is_empty() else None
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Serving]) -> AsyncIterator[Serving]:
         async with _opened(settings, runtime) as rt:
             services = assemble(rt)
             async with feed.serving(services):
-                yield Serving(services, feed.cache)
+                yield Serving(services, feed.cache, default_role)
 
     server: MCPServer[Serving] = MCPServer(
         "catalyst-mcp",
@@ -53,9 +73,14 @@ def build_server(settings: Settings, *, runtime: Runtime | None = None) -> MCPSe
         log_level=settings.log_level,
         subscriptions=feed.bus,
         tools=[build(spec) for spec in SPECS],
+        token_verifier=verifier,
+        # Resource-server settings only: the tokens are this server's own (catalyst-mcp token add).
+        auth=None if verifier is None else AuthSettings(issuer_url=LOCAL_ISSUER, resource_server_url=None),
     )
     resources.register(server, feed)
     prompts.register(server)
+    server.middleware.append(AuditCalls(default_role))
+    server.middleware.append(RoleGate(default_role))
     server.middleware.append(StrictArguments({s.fn.__name__: arguments_model(s.fn) for s in SPECS}))
     server.middleware.append(resources.InvalidateOnWrite(feed.cache, list(SPECS)))
     return server

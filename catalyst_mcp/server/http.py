@@ -7,10 +7,15 @@ import socket
 import sys
 
 import uvicorn
+from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
+from catalyst_mcp.bootstrap import open_grants, tokens_path
 from catalyst_mcp.config import Settings
+from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.domain.roles import Role
 from catalyst_mcp.server.app import build_server
+from catalyst_mcp.server.toolkit import Serving
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -24,8 +29,25 @@ class _AnnouncingServer(uvicorn.Server):
             print(f"listening on {self._url}", file=sys.stderr, flush=True)
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def http_server(settings: Settings, host: str) -> MCPServer[Serving]:
+    """The server for HTTP on ``host``: with tokens in the tokens file every request needs one (HTTP 401
+    otherwise); without, it serves loopback only, every caller in ``CATALYST_ROLE`` (default observer)."""
+    grants = open_grants(settings)
+    if grants.is_empty():
+        if host not in LOOPBACK:
+            raise OperatorNeeded(
+                f"no tokens in {tokens_path(settings)}: serving {host} would let anyone on the network trade;"
+                " add one with `catalyst-mcp token add SUBJECT --role ROLE`, or serve 127.0.0.1"
+            )
+        return build_server(settings, role=settings.role or Role.OBSERVER)
+    return build_server(settings, grants=grants)
+
+
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    await serve_app(build_server(settings).streamable_http_app(host=host), host, port, settings.log_level)
+    await serve_app(http_server(settings, host).streamable_http_app(host=host), host, port, settings.log_level)
 
 
 async def serve_app(app: ASGIApp, host: str, port: int, log_level: str) -> None:

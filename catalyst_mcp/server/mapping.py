@@ -9,7 +9,7 @@ from mcp_types import CallToolResult, TextContent
 
 from catalyst_mcp.domain.enums import BrokerMode, Market, OrderStatus
 from catalyst_mcp.domain.models import Candidate, Position, Quote
-from catalyst_mcp.domain.records import OrderRecord, TradingStateRecord
+from catalyst_mcp.domain.records import AuditEvent, DirectiveRecord, OrderRecord, TradingStateRecord
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
@@ -55,8 +55,12 @@ def start_out(result: StartResult, broker_mode: BrokerMode) -> m.StartCycleOut:
         trading_state=result.trading_state,
         broker_mode=broker_mode,
         sync=None if result.sync is None else sync_out(result.sync),
-        directives=list(result.directives),
+        directives=[directive_out(d) for d in result.directives],
     )
+
+
+def directive_out(d: DirectiveRecord) -> m.DirectiveOut:
+    return m.DirectiveOut(directive_id=d.directive_id, text=d.text, from_=d.sent_by, sent_at=d.sent_at)
 
 
 def position_out(marked: MarkedPosition) -> m.PositionOut:
@@ -309,3 +313,19 @@ def tool_result(out: m.Out) -> CallToolResult:
     structured = out.model_dump(mode="json")
     text = pydantic_core.to_json(structured).decode()
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def audit_event_out(e: AuditEvent) -> m.AuditEventOut:
+    return m.AuditEventOut(
+        at=e.at,
+        kind=e.kind,
+        subject=e.subject,
+        role=e.role,
+        client=e.client,
+        client_version=e.client_version,
+        tool=e.tool,
+        arguments=e.arguments,
+        outcome=e.outcome,
+        cycle_id=e.cycle_id,
+        duration_ms=e.duration_ms,
+    )

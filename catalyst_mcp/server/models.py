@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -71,13 +71,20 @@ class SyncOut(Out):
     )
 
 
+class DirectiveOut(Out):
+    directive_id: int
+    text: str
+    from_: str = Field(alias="from", description="who sent it: the supervisor's subject")
+    sent_at: Utc
+
+
 class StartCycleOut(Out):
     cycle_id: str | None
     market_open: bool
     trading_state: TradingState
     broker_mode: BrokerMode
     sync: SyncOut | None
-    directives: list[str]
+    directives: list[DirectiveOut] = Field(description="the directives waiting for this agent, delivered once")
 
 
 class AccountOut(Out):
@@ -306,3 +313,49 @@ class CancelOut(Out):
     order: OrderOut
     cancelled: bool
     reason: str | None = Field(description="why it was not cancelled (it had filled or ended first), else null")
+
+
+class HaltOut(Out):
+    trading_state: TradingState
+    cancelled_orders: list[str] = Field(description="client order ids of the working entries cancelled")
+    changed_by: str
+    changed_at: Utc
+
+
+class ResumeOut(Out):
+    trading_state: TradingState
+    changed_by: str
+    changed_at: Utc
+
+
+class SentDirectiveOut(Out):
+    directive_id: int
+    agent_id: str
+    expires_at: Utc
+
+
+class AuditEventOut(Out):
+    at: Utc
+    kind: str = Field(description="call: one tool call; effect: a change, written in its transaction")
+    subject: str | None
+    role: str
+    client: str
+    client_version: str | None
+    tool: str
+    arguments: dict[str, Any] = Field(description="secrets redacted")
+    outcome: str
+    cycle_id: str | None
+    duration_ms: int | None
+
+
+class AuditOut(Out):
+    events: list[AuditEventOut] = Field(description="newest first")
+
+
+class HeartbeatOut(Out):
+    agent_id: str
+    at: Utc
+    market_open: bool
+    trading_state: TradingState
+    broker_mode: BrokerMode
+    directives: list[DirectiveOut]

@@ -23,6 +23,8 @@ from catalyst_mcp.domain.enums import CycleMode
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.phases import Phase, PhaseEvent, PhaseStatus, phase_of
 from catalyst_mcp.domain.records import CycleRecord
+from catalyst_mcp.domain.roles import Role
+from catalyst_mcp.server.access import caller_of
 from catalyst_mcp.server.feed import ReadCache
 from catalyst_mcp.server.schemas import output_schema
 from catalyst_mcp.services.audit import Caller
@@ -34,10 +36,12 @@ ToolFn = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What a running server hands every request (its lifespan context): the services and its read cache."""
+    """What a running server hands every request (its lifespan context): the services, its read cache, and
+    the role of a caller the transport does not identify."""
 
     services: Services
     cache: ReadCache
+    default_role: Role
 
 
 Ctx = Context[Serving]
@@ -100,9 +104,8 @@ class Call:
 def open_call(ctx: Ctx) -> Call:
     """The resolver that hands each tool its ``Call``."""
     serving = ctx.request_context.lifespan_context
-    params = ctx.request_context.session.client_params
-    name = params.client_info.name if params is not None else "mcp-client"
-    return Call(serving.services, serving.cache, Caller(name=name[:64]), serving.services.clock.now())
+    caller = caller_of(ctx.request_context, serving.default_role)
+    return Call(serving.services, serving.cache, caller, serving.services.clock.now())
 
 
 CallArg = Annotated[Call, Resolve(open_call)]

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, TradingState
 from catalyst_mcp.domain.errors import InvalidInput
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
+from catalyst_mcp.domain.records import DirectiveRecord
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock
 from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.directives import DirectiveService
 from catalyst_mcp.services.sync import SyncResult, SyncService
 from catalyst_mcp.services.workflow import CycleView, WorkflowService, event
 from catalyst_mcp.store import cycles, trading_state
@@ -23,7 +25,7 @@ class StartResult:
     market_open: bool
     trading_state: TradingState
     sync: SyncResult | None
-    directives: tuple[str, ...]
+    directives: tuple[DirectiveRecord, ...]  # the directives waiting for the agent, delivered now
 
 
 def check_market(served: Market, market: str | None) -> Market:
@@ -46,6 +48,7 @@ class CycleService:
     profile: MarketProfile
     workflow: WorkflowService
     sync: SyncService
+    directives: DirectiveService
 
     async def start_cycle(
         self, *, agent_id: str, market: str | None, mode: CycleMode, force: bool, caller: Caller
@@ -60,7 +63,7 @@ class CycleService:
         if active is not None:
             raise await self.workflow.active_cycle_refusal(agent_id, chosen)
         if not market_open and not force:
-            return StartResult(None, False, state, None, ())
+            return StartResult(None, False, state, None, await self._directives(agent_id))
         cycle_id = self.profile.cycle_id(await self.broker.now(), secrets.token_hex(3))
         args = {"agent_id": agent_id, "market": chosen.value, "mode": mode.value, "force": force}
         async with self.db.transaction() as conn:
@@ -76,7 +79,10 @@ class CycleService:
             "start_cycle",
             [event(Phase.INIT, PhaseStatus.COMPLETED, started, self.clock.now(), detail)],
         )
-        return StartResult(cycle_id, market_open, state, sync, ())
+        return StartResult(cycle_id, market_open, state, sync, await self._directives(agent_id))
+
+    async def _directives(self, agent_id: str) -> tuple[DirectiveRecord, ...]:
+        return tuple(await self.directives.deliver(agent_id, "start_cycle"))
 
     async def log_decision(
         self, *, cycle_id: str, decision: str, reasoning: str, symbol: str | None, caller: Caller

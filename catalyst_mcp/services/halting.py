@@ -37,9 +37,10 @@ class Halting:
         await self.cancel_entries(conn, caller, tool)
         return changed
 
-    async def cancel_entries(self, conn: Conn, caller: Caller, tool: str) -> list[str]:
-        """Cancel every working entry order of the market; returns their client order ids."""
-        if not self.cancels_entries:
+    async def cancel_entries(self, conn: Conn, caller: Caller, tool: str, *, cancel: bool | None = None) -> list[str]:
+        """Cancel every working entry order of the market (unless ``cancel``, or else the setting, says not
+        to); returns their client order ids."""
+        if not (self.cancels_entries if cancel is None else cancel):
             return []
         done: list[str] = []
         for order in await orders.working(conn, self.market):

@@ -11,10 +11,13 @@ from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Changes, Clock
 from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.services.approval import ApprovalService
+from catalyst_mcp.services.audit import AuditService
 from catalyst_mcp.services.cycles import CycleService
+from catalyst_mcp.services.directives import DirectiveService
 from catalyst_mcp.services.execution import ExecutionService
 from catalyst_mcp.services.orders import OrderService
 from catalyst_mcp.services.portfolio import PortfolioService
+from catalyst_mcp.services.supervision import SupervisionService
 from catalyst_mcp.services.sync import SyncService
 from catalyst_mcp.services.workflow import WorkflowService
 
@@ -33,4 +36,7 @@ class Services:
     orders: OrderService
     sync: SyncService
     portfolio: PortfolioService
+    directives: DirectiveService
+    supervision: SupervisionService
+    audit: AuditService
     changes: Changes

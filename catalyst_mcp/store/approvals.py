@@ -49,7 +49,7 @@ async def record_decision(
                    account_last_equity, account_currency, quote_bid, quote_ask, quote_last, quote_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                        $21, $22, $23, $29, $30, $31, $32)),
-           audited AS ({audit.insert_sql(24, 2)})
+           audited AS ({audit.insert_sql(24, 2, identity=33)})
            SELECT set_config('synchronous_commit', 'off', true)""",
         approval_id,
         cycle_id,
@@ -79,6 +79,7 @@ async def record_decision(
         None if quote is None else quote.ask,
         None if quote is None else quote.last,
         None if quote is None else quote.at,
+        *audit.identity_params(audited),
     )
 
 

@@ -208,3 +208,8 @@ async def decisions(conn: Conn, cycle_id: str) -> list[DecisionRecord]:
         cycle_id,
     )
     return [DecisionRecord(r["decision"], r["reasoning"], r["symbol"], r["created_at"]) for r in rows]
+
+
+async def beat(conn: Conn, agent_id: str, market: Market, at: datetime, tool: str, cycle_id: str | None) -> None:
+    """An agent's heartbeat outside a cycle's phase events (which beat through the cycle triggers)."""
+    await conn.execute("SELECT catalyst_beat($1, $2, $3, $4, $5)", agent_id, market.value, at, tool, cycle_id)

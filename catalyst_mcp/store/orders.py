@@ -85,7 +85,7 @@ async def record_intent(
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $13, $14, $15)
                RETURNING *),
            used AS ({approvals.use_sql("$2", "$13")}),
-           audited AS ({audit.insert_sql(16, 3)})
+           audited AS ({audit.insert_sql(16, 3, identity=21)})
            SELECT * FROM placed""",
         client_order_id,
         approval.approval_id,
@@ -103,6 +103,7 @@ async def record_intent(
         approval.reference_price,
         role.value,
         *audit.params(audited),
+        *audit.identity_params(audited),
     )
     assert row is not None
     return _order(row)
@@ -212,7 +213,7 @@ async def record_answer(
                RETURNING (xmax = 0) AS inserted),
            news AS (SELECT $25::boolean OR EXISTS (SELECT FROM legs WHERE inserted) AS yes),
            bumped AS ({book.bump_sql("$15", when="(SELECT yes FROM news)")}),
-           audited AS ({audit.insert_sql(26, 14, when="(SELECT yes FROM news)")})
+           audited AS ({audit.insert_sql(26, 14, identity=31, when="(SELECT yes FROM news)")})
            SELECT * FROM updated""",
         order.order_id,
         order.symbol,
@@ -240,6 +241,7 @@ async def record_answer(
         [leg.role.value for leg in legs],
         changed,
         *audit.params(audited),
+        *audit.identity_params(audited),
     )
     assert row is not None
     return _order(row)

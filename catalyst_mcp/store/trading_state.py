@@ -54,8 +54,3 @@ async def set_state(conn: Conn, market: Market, state: TradingState, reason: str
         at,
     )
     return str(result).endswith(" 1")
-
-
-async def reset(conn: Conn) -> None:
-    """Every market active again (a wiped simulation)."""
-    await conn.execute("UPDATE trading_state SET state = 'active', reason = NULL, changed_at = now()")

@@ -27,9 +27,22 @@ def admin(pg_uri: str, statement: str) -> None:
     anyio.run(run)
 
 
+NO_TOKENS = os.path.join(os.path.dirname(__file__), "no-such-dir", "tokens.toml")
+
+
 def serve(database_url: str, env_extra: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """A server on a free loopback port. Unless ``env_extra`` says otherwise it has no tokens (never the
+    user's own tokens file) and treats every caller as a trader."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
-    env.update({"CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING", **(env_extra or {})})
+    env.update(
+        {
+            "CATALYST_DATABASE_URL": database_url,
+            "CATALYST_LOG_LEVEL": "WARNING",
+            "CATALYST_ROLE": "trader",
+            "CATALYST_TOKENS_FILE": NO_TOKENS,
+            **(env_extra or {}),
+        }
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "catalyst_mcp", "serve", "--http", "--port", "0"],
         env=env,

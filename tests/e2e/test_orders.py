@@ -106,7 +106,7 @@ async def test_cancel_order_cancels_a_working_order_at_the_broker_and_records_it
     assert result["order"]["status"] == "cancelled"
     sent = "SELECT status FROM sim.orders WHERE client_order_id = $1"
     assert await book.value(sent, resting["client_order_id"]) == "cancelled"
-    outcome = await book.value("SELECT outcome FROM audit_events WHERE tool = 'cancel_order'")
+    outcome = await book.value("SELECT outcome FROM audit_events WHERE tool = 'cancel_order' AND kind = 'effect'")
     assert resting["client_order_id"] in outcome and "cancelled" in outcome
     again = await tools.ok("cancel_order", {"order_id": resting["order_id"]})
     assert again["cancelled"] is False and "already cancelled" in again["reason"]

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from mcp import Client
 
+from catalyst_mcp.domain.roles import Role, may_call
 from catalyst_mcp.markets.clocks import FixedClock
 
 if TYPE_CHECKING:
@@ -97,6 +98,32 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
     ),
     "get_orders": ((True, False, True, True), {"status", "symbol", "cycle_id"}, set(), {"orders", "truncated"}),
     "cancel_order": ((False, True, True, True), {"order_id"}, {"order_id"}, {"order", "cancelled", "reason"}),
+    # supervision (DESIGN §3)
+    "record_heartbeat": (
+        (False, False, True, False),
+        {"agent_id"},
+        set(),
+        {"agent_id", "at", "market_open", "trading_state", "broker_mode", "directives"},
+    ),
+    "halt_trading": (
+        (False, True, True, True),
+        {"reason", "cancel_open_orders"},
+        {"reason"},
+        {"trading_state", "cancelled_orders", "changed_by", "changed_at"},
+    ),
+    "resume_trading": (
+        (False, False, True, False),
+        {"state", "reason"},
+        {"state", "reason"},
+        {"trading_state", "changed_by", "changed_at"},
+    ),
+    "send_directive": (
+        (False, False, False, False),
+        {"agent_id", "text", "expires_in_minutes"},
+        {"agent_id", "text"},
+        {"directive_id", "agent_id", "expires_at"},
+    ),
+    "list_audit": ((True, False, True, False), {"since", "tool", "subject", "limit"}, set(), {"events"}),
 }
 
 
@@ -135,10 +162,10 @@ def phase(status: dict[str, Any], name: str) -> dict[str, Any]:
 # --- the tool list -------------------------------------------------------------------------------------
 
 
-async def test_the_server_lists_exactly_the_ten_contract_tools(client: Client) -> None:
+async def test_the_server_lists_a_trader_exactly_the_contract_tools_of_its_role(client: Client) -> None:
     listed = await client.list_tools()
-    assert sorted(t.name for t in listed.tools) == sorted(CONTRACT)
-    assert len(listed.tools) == len(CONTRACT) == 13
+    assert sorted(t.name for t in listed.tools) == sorted(n for n in CONTRACT if may_call(Role.TRADER, n))
+    assert len(listed.tools) == 14 and len(CONTRACT) == 18
 
 
 async def test_every_tool_declares_all_four_hints_as_the_contract_table_says(client: Client) -> None:

@@ -152,7 +152,10 @@ async def test_a_day_loss_at_the_limit_halts_trading_and_stops_an_earlier_approv
         state = (await t.rows("SELECT state, reason, changed_by FROM trading_state WHERE market = 'US'"))[0]
         assert (state["state"], state["reason"], state["changed_by"]) == ("halted", expected, "risk")
         assert (await t.ok("workflow_status"))["trading_state"] == "halted"
-        outcomes = [r["outcome"] for r in await t.rows("SELECT outcome FROM audit_events WHERE tool = 'check_risk'")]
+        outcomes = [
+            r["outcome"]
+            for r in await t.rows("SELECT outcome FROM audit_events WHERE tool = 'check_risk' AND kind = 'effect'")
+        ]
         assert f"trading halted: {expected}" in outcomes
 
         before = await t.order_counts()
@@ -245,7 +248,9 @@ async def test_trading_halted_between_check_and_execute_sends_no_order_and_says_
         assert result["status"] == "rejected" and result["client_order_id"] is None
         assert result["reason"] == "trading is halted: no new orders"
         assert await t.order_counts() == before
-        audit = await t.value("SELECT outcome FROM audit_events WHERE tool = 'execute_trade' ORDER BY audit_id DESC")
+        audit = await t.value(
+            "SELECT outcome FROM audit_events WHERE tool = 'execute_trade' AND kind = 'effect' ORDER BY audit_id DESC"
+        )
         assert audit == "refused: trading is halted: no new orders"
 
         # The refused approval was not consumed: once trading resumes it still executes, once.
@@ -334,7 +339,10 @@ async def test_a_working_sell_that_is_not_ours_is_cancelled_before_an_exit_of_th
         assert sold["status"] == "filled" and sold["filled_quantity"] == "10"
         status = "SELECT status FROM sim.orders WHERE client_order_id = 'placed-by-hand-1'"
         assert await t.value(status) == "cancelled"
-        outcomes = [r["outcome"] for r in await t.rows("SELECT outcome FROM audit_events WHERE tool = 'execute_trade'")]
+        outcomes = [
+            r["outcome"]
+            for r in await t.rows("SELECT outcome FROM audit_events WHERE tool = 'execute_trade' AND kind = 'effect'")
+        ]
         assert any("placed-by-hand-1 (not ours) cancelled" in o for o in outcomes)
         assert await t.value("SELECT count(*) FROM positions WHERE status = 'open'") == 0
         assert await t.value("SELECT count(*) FROM sim.positions WHERE quantity <> 0") == 0

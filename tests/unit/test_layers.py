@@ -135,9 +135,9 @@ def test_the_writers_are_the_aggregates_of_the_store() -> None:
     }.items() <= writers.items(), writers
 
 
-def test_a_wipe_of_the_book_empties_every_table_but_the_per_market_rows_and_the_heartbeats() -> None:
+def test_a_wipe_of_the_book_empties_every_table_but_the_supervision_the_audit_and_the_per_market_rows() -> None:
     from catalyst_mcp.store.wipe import BOOK_TABLES
 
-    kept = {"book_versions", "trading_state", "agent_heartbeats"}
+    kept = {"book_versions", "trading_state", "agent_heartbeats", "audit_events", "directives"}
     assert len(set(BOOK_TABLES)) == len(BOOK_TABLES)
     assert set(BOOK_TABLES) == _tables() - kept
