@@ -52,29 +52,34 @@ def serve(database_url: str, env_extra: Mapping[str, str] | None = None) -> subp
     )
 
 
-_drains: dict[int, threading.Thread] = {}
+_drains: dict[int, tuple[threading.Thread, list[str]]] = {}
 
 
 def url_of(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    for line in proc.stderr:  # bounded by the test timeout; the server exits on failure
+    stream = proc.stderr
+    assert stream is not None
+    seen: list[str] = []
+    for line in stream:  # bounded by the test timeout; the server exits on failure
+        seen.append(line)
         if line.startswith("listening on "):
-            drain = threading.Thread(target=proc.stderr.read, daemon=True)  # keep the pipe drained
+            drain = threading.Thread(target=lambda: seen.extend(stream), daemon=True)  # keep the pipe drained
             drain.start()
-            _drains[proc.pid] = drain
+            _drains[proc.pid] = (drain, seen)
             return line.removeprefix("listening on ").strip()
-    raise AssertionError(f"server exited with {proc.wait()}")
+    raise AssertionError(f"server exited with {proc.wait()}: {''.join(seen)[-2000:]}")
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Terminate a server, wait for it, and close its pipe once it has been read to the end."""
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Terminate a server, wait for it, and close its pipe once it has been read to the end; returns what it
+    wrote on stderr (its log)."""
     proc.terminate()
     proc.wait(timeout=30)
-    drain = _drains.pop(proc.pid, None)
+    drain, seen = _drains.pop(proc.pid, (None, []))
     if drain is not None:
         drain.join(timeout=10)
     if proc.stderr is not None:
         proc.stderr.close()
+    return "".join(seen)
 
 
 @contextmanager
