@@ -17,7 +17,7 @@ import asyncpg
 
 from catalyst_mcp.brokers.simulated import SimExchange, reset_simulation
 from catalyst_mcp.config import Settings
-from catalyst_mcp.domain.enums import BrokerKind
+from catalyst_mcp.domain.enums import BrokerKind, BrokerMode
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
@@ -150,6 +150,7 @@ def assemble(rt: Runtime) -> Services:
             rt.lane, reader, halting, clock, market, settings.risk, settings.agent_id, idle_after
         ),
         execution=ExecutionService(
+            db=db,
             lane=rt.lane,
             reader=reader,
             booking=booking,
@@ -164,6 +165,8 @@ def assemble(rt: Runtime) -> Services:
             idle_after=idle_after,
             account_reuse=timedelta(seconds=settings.account_reuse_seconds),
             quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
+            live=broker.mode is BrokerMode.LIVE,
+            currency=rt.profile.currency,
         ),
         orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
         sync=sync,

@@ -85,6 +85,7 @@ class ApprovalRecord:
     book_version: int | None = None  # the book's version when it was judged
     account: Account | None = None  # the broker's account it was judged against
     quote: Quote | None = None  # the quote it was judged against
+    confirm_sha256: str | None = None  # the digest of the one-time token that confirms it, once one was issued
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,9 @@ class RiskLimits(BaseModel):
     allowed_symbols: frozenset[str] | None = None
     # approvals
     approval_ttl_seconds: int = Field(default=60, ge=1, le=3600)
+    # an order worth more than this is sent only once confirmed (MCP elicitation, or a one-time token); every
+    # order is confirmed in live mode whatever this says; None: no threshold
+    confirm_notional_above: Money | None = None
 
     @field_validator("restricted_symbols", "allowed_symbols", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import Any, Final, TypeVar, cast
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -211,9 +211,23 @@ class ChangeFeed:
         self.bus.attach(services.changes)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(services))
 
+    PRUNE_EVERY_SECONDS: ClassVar[float] = 3600.0
+
     async def _sweep(self, services: Services) -> None:
+        """Abandon idle cycles every few seconds; delete audit rows past their retention at start and hourly."""
         every = max(1.0, min(60.0, services.workflow.idle_after.total_seconds() / 4))
+        loop = asyncio.get_running_loop()
+        pruned_at: float | None = None
         while True:
+            now = loop.time()
+            if pruned_at is None or now - pruned_at >= self.PRUNE_EVERY_SECONDS:
+                try:
+                    deleted = await services.audit.prune()
+                    pruned_at = now
+                    if deleted:
+                        _log.info("audit: %d rows past their retention deleted", deleted)
+                except Exception as exc:  # the database may be away for a while: the next sweep tries again
+                    _log.warning("pruning of the audit failed: %s", exc)
             await asyncio.sleep(every)
             try:
                 await services.workflow.abandon_idle()

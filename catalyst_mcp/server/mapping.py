@@ -172,6 +172,7 @@ def execute_out(
             position=None,
             replayed=False,
             reason=result.reason,
+            confirmation_token=result.confirmation_token,
         )
     return m.ExecuteOut(
         status=order.status,

@@ -187,6 +187,11 @@ class ExecuteOut(Out):
     position: PositionOut | None
     replayed: bool
     reason: str | None = Field(description="why the order was not sent or was rejected, else null")
+    confirmation_token: str | None = Field(
+        default=None,
+        description="set when the order was not sent because it needs confirmation: once the user agrees, call"
+        " execute_trade again with the same approval_id and confirmation set to this one-time token",
+    )
 
 
 class DecisionOut(Out):

@@ -1,14 +1,20 @@
-"""The order path: check_risk (DECIDE → VALIDATE) and execute_trade (EXECUTE → MONITOR)."""
+"""The order path: check_risk (DECIDE → VALIDATE) and execute_trade (EXECUTE → MONITOR). An order that needs
+confirmation (``services/execution.py``) is confirmed by asking the client's user through MCP elicitation when
+the client can be asked — the SDK's ``Resolve``/``Elicit`` asks in either protocol era — and otherwise by the
+one-time token of a refusal."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, DeclinedElicitation
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp_types.version import is_version_at_least
+from pydantic import BaseModel, Field
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.domain.phases import Phase, PhaseStatus, monitor_detail, validate_detail
 from catalyst_mcp.markets.symbols import normalise_symbol
@@ -18,13 +24,62 @@ from catalyst_mcp.server.toolkit import (
     DESTRUCTIVE_IDEMPOTENT,
     READ_ONLY_RECORDING,
     CallArg,
+    Ctx,
     CycleIdArg,
     Price,
     Quantity,
     SymbolArg,
     tool,
 )
-from catalyst_mcp.services.execution import parse_approval_id
+from catalyst_mcp.services.execution import Consent, parse_approval_id
+
+# The first protocol revision that carries a tool's questions inside its result (the client answers by
+# calling again) rather than as a request of the server's own while the call runs.
+_ASKS_IN_RESULT = "2026-07-28"
+
+
+class OrderConfirmation(BaseModel):
+    """The form the client's user fills in."""
+
+    confirm: bool = Field(description="true sends the order, false drops it")
+
+
+def _can_ask(ctx: Ctx) -> bool:
+    """Whether the client declared form elicitation and this call can carry a question to it."""
+    capabilities = ctx.client_capabilities
+    form = capabilities.elicitation if capabilities is not None else None
+    if form is None or (form.form is None and form.url is not None):
+        return False
+    version = ctx.protocol_version
+    if version is not None and is_version_at_least(version, _ASKS_IN_RESULT):
+        return True
+    return ctx.request_context.session.can_send_request
+
+
+async def ask_to_confirm(
+    ctx: Ctx, call: CallArg, approval_id: str, confirmation: str | None
+) -> Elicit[OrderConfirmation] | Consent:
+    """The resolver that asks the client's user to confirm an order that needs it, when the client can be
+    asked and no token was given; anything it cannot judge is left to execute_trade itself."""
+    if confirmation is not None or not _can_ask(ctx):
+        return Consent.NOT_ASKED
+    try:
+        question = await call.services.execution.question_for(parse_approval_id(approval_id))
+    except CatalystError:
+        return Consent.NOT_ASKED
+    return Consent.NOT_ASKED if question is None else Elicit(question, OrderConfirmation)
+
+
+Asked = AcceptedElicitation[Any] | DeclinedElicitation | CancelledElicitation
+
+
+def _consent(asked: Asked) -> Consent:
+    if not isinstance(asked, AcceptedElicitation):
+        return Consent.REFUSED
+    answer = asked.data
+    if isinstance(answer, Consent):
+        return answer
+    return Consent.GIVEN if isinstance(answer, OrderConfirmation) and answer.confirm else Consent.REFUSED
 
 
 @tool(READ_ONLY_RECORDING, in_cycle=True)
@@ -64,13 +119,23 @@ async def check_risk(
 
 @tool(DESTRUCTIVE_IDEMPOTENT, in_cycle=True)
 async def execute_trade(
-    call: CallArg, approval_id: Annotated[str, Field(max_length=64)], cycle_id: CycleIdArg | None = None
+    call: CallArg,
+    asked: Annotated[Asked, Resolve(ask_to_confirm)],
+    approval_id: Annotated[str, Field(max_length=64)],
+    cycle_id: CycleIdArg | None = None,
+    confirmation: Annotated[
+        str | None, Field(max_length=64, description="the confirmation_token of this approval's latest refusal")
+    ] = None,
 ) -> m.ExecuteOut:
     """Send exactly the order approved by check_risk. Executing the same approval again returns the
-    original result with replayed=true; it never creates a second order."""
+    original result with replayed=true; it never creates a second order. A large order (above the
+    confirm_notional_above limit) and every live order is sent only once the user confirms it: the server asks
+    through the client when it can, else refuses with a confirmation_token to pass back as confirmation."""
     call.refuse_in_scan()
     parsed = parse_approval_id(approval_id)
-    result = await call.services.execution.execute_trade(parsed, cycle_id, call.caller)
+    result = await call.services.execution.execute_trade(
+        parsed, cycle_id, call.caller, consent=_consent(asked), confirmation=confirmation
+    )
     out = mapping.execute_out(result, result.position, result.quote, result.protection)
     if out.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
         call.add(Phase.EXECUTE, PhaseStatus.FAILED, out.reason or out.status.value)

@@ -68,7 +68,7 @@ class AuditService:
         async with self.db.connection() as conn:
             return await audit_store.events(conn, since=since, tool=tool, subject=subject, limit=limit)
 
-    async def prune(self, now: datetime) -> int:
+    async def prune(self) -> int:
         """Delete the rows older than the retention; returns how many."""
         async with self.db.connection() as conn:
-            return await audit_store.prune(conn, now - self.retention)
+            return await audit_store.prune(conn, self.retention)

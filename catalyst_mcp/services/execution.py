@@ -8,15 +8,25 @@ made. After an ambiguous answer the order is looked up by client_order_id; a rep
 never received is judged again exactly like a first execution (expiry, trading state, every re-check) and
 ends ``rejected`` with the reason when it may no longer be sent. An exit first clears the protective legs
 that hold its shares and re-protects what is left afterwards (``services/protection.py``).
+
+An order worth more than ``confirm_notional_above``, and every order in live mode, is sent only once
+confirmed: by the client's user through MCP elicitation (the transport asks, this service is told the answer),
+or, for a client that cannot be asked, by a second call carrying the one-time token its first call was refused
+with (only the token's SHA-256 is stored, on the approval).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
+from enum import StrEnum
 
+from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, TradingState
 from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
 from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
@@ -30,8 +40,8 @@ from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.protection import Levels, Protection
 from catalyst_mcp.services.reading import Reading, SnapshotReader
 from catalyst_mcp.services.workflow import refuse_outside_own_cycle
-from catalyst_mcp.store import book, orders
-from catalyst_mcp.store.db import Conn, transaction
+from catalyst_mcp.store import approvals, book, orders
+from catalyst_mcp.store.db import Conn, Database, transaction
 from catalyst_mcp.store.lane import Lane
 
 TOOL = "execute_trade"
@@ -51,6 +61,43 @@ def parse_approval_id(raw: str) -> uuid.UUID:
     return value
 
 
+class Consent(StrEnum):
+    """What the client's user said when asked to confirm an order through the client (MCP elicitation)."""
+
+    NOT_ASKED = "not_asked"
+    GIVEN = "given"
+    REFUSED = "refused"
+
+
+def confirmation_reason(approval: ApprovalRecord, limits: RiskLimits, *, live: bool, currency: str) -> str | None:
+    """Why the order of an approval must be confirmed before it is sent, or None when it need not be."""
+    if live:
+        return "every order is confirmed in live trading"
+    threshold = limits.confirm_notional_above
+    price = approval.intent.limit_price or approval.reference_price
+    if threshold is None or price is None:
+        return None
+    value = approval.intent.quantity * price
+    if value <= threshold:
+        return None
+    return f"its value, {plain(value.quantize(Decimal('0.01')))} {currency}, is above {plain(threshold)} {currency}"
+
+
+def confirmation_question(approval: ApprovalRecord, reason: str, *, live: bool, currency: str) -> str:
+    """What the client's user is asked."""
+    intent = approval.intent
+    price = "at market" if intent.limit_price is None else f"limit {plain(intent.limit_price)} {currency}"
+    account = "LIVE account" if live else "paper account"
+    return (
+        f"Send {intent.side.value.upper()} {plain(intent.quantity)} {intent.symbol} {price} on the {account}? "
+        f"Confirmation is needed because {reason}."
+    )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionResult:
     order: OrderRecord | None
@@ -60,6 +107,7 @@ class ExecutionResult:
     reason: str | None  # why no order was sent (a re-check refused it), or why the order was rejected
     quote: Quote | None = None  # the quote the re-check used, when it ran
     protection: tuple[Decimal | None, Decimal | None] = (None, None)  # the position's working stop and target
+    confirmation_token: str | None = None  # refused until confirmed: the one-time token that confirms it
 
 
 def _cycle_of(
@@ -88,6 +136,7 @@ def _cycle_of(
 
 @dataclass(frozen=True, slots=True)
 class ExecutionService:
+    db: Database
     lane: Lane
     reader: SnapshotReader
     booking: Booking
@@ -102,8 +151,31 @@ class ExecutionService:
     idle_after: timedelta
     account_reuse: timedelta
     quote_reuse: timedelta
+    live: bool
+    currency: str
 
-    async def execute_trade(self, approval_id: uuid.UUID, cycle_id: str | None, caller: Caller) -> ExecutionResult:
+    async def question_for(self, approval_id: uuid.UUID) -> str | None:
+        """What to ask the client's user before this approval's order may be sent; None when nothing need be
+        asked (no confirmation needed, an order already made of it, or no such approval)."""
+        async with self.db.connection() as conn:
+            found = await orders.execution_of(conn, approval_id, self.agent_id, self.market)
+        approval = found.approval
+        if approval is None or found.order is not None or approval.used_at is not None:
+            return None
+        reason = confirmation_reason(approval, self.limits, live=self.live, currency=self.currency)
+        if reason is None:
+            return None
+        return confirmation_question(approval, reason, live=self.live, currency=self.currency)
+
+    async def execute_trade(
+        self,
+        approval_id: uuid.UUID,
+        cycle_id: str | None,
+        caller: Caller,
+        *,
+        consent: Consent = Consent.NOT_ASKED,
+        confirmation: str | None = None,
+    ) -> ExecutionResult:
         async with self.lane.hold() as conn:
             found = await orders.execution_of(conn, approval_id, self.agent_id, self.market)
             approval, order = found.approval, found.order
@@ -121,12 +193,47 @@ class ExecutionService:
                     raise InvalidInput(
                         f"approval {approval_id} expired at {approval.expires_at.isoformat()}; run check_risk again"
                     )
+                unconfirmed = await self._unconfirmed(conn, approval, caller, consent, confirmation)
+                if unconfirmed is not None:
+                    return unconfirmed
                 result = await self._first_execution(conn, approval, mode, caller)
             else:
                 result = await self._replay(conn, approval, order, mode, caller)
         if result.quote is None and result.position is not None:  # a replay: the re-check read no quote
             result = replace(result, quote=await self.market_data.get_quote(approval.intent.symbol))
         return result
+
+    async def _unconfirmed(
+        self, conn: Conn, approval: ApprovalRecord, caller: Caller, consent: Consent, confirmation: str | None
+    ) -> ExecutionResult | None:
+        """None when the approval's order may be sent as far as confirmation goes; else the refusal, audited:
+        declined by the client's user, or (nobody asked) a new one-time token that confirms it."""
+        reason = confirmation_reason(approval, self.limits, live=self.live, currency=self.currency)
+        if reason is None or consent is Consent.GIVEN:
+            return None
+        args = _args(approval)
+        if consent is Consent.REFUSED:
+            refusal = "the order was not confirmed: the client's user declined it"
+            async with transaction(conn):
+                await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)
+            return ExecutionResult(None, approval, None, False, refusal)
+        if confirmation is not None:
+            if approval.confirm_sha256 is not None and hmac.compare_digest(
+                _digest(confirmation), approval.confirm_sha256
+            ):
+                return None
+            raise InvalidInput(
+                f"confirmation does not match approval {approval.approval_id}: pass the confirmation_token of its"
+                " latest refusal, or call execute_trade without confirmation for a new one"
+            )
+        token = secrets.token_urlsafe(24)
+        refusal = (
+            f"the order needs confirmation because {reason}: call execute_trade again with the same approval_id"
+            " and confirmation set to confirmation_token, once the user has agreed"
+        )
+        entry = caller.entry(TOOL, args, "refused: confirmation required", approval.cycle_id)
+        await approvals.set_confirmation(conn, approval.approval_id, _digest(token), entry)
+        return ExecutionResult(None, approval, None, False, refusal, confirmation_token=token)
 
     async def _judge(
         self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller

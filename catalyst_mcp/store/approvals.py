@@ -126,6 +126,22 @@ def approval_of(row: asyncpg.Record) -> ApprovalRecord:
             currency=row["account_currency"],
             last_equity=row["account_last_equity"],
         ),
+        confirm_sha256=row.get("confirm_sha256"),
+    )
+
+
+async def set_confirmation(conn: Conn, approval_id: UUID, digest: str, audited: AuditEntry) -> None:
+    """Record the digest of the one-time token that confirms an unused approval (replacing an earlier one),
+    with its audit row, in one statement."""
+    await conn.execute(
+        f"""WITH confirmed AS (
+                UPDATE risk_decisions SET confirm_sha256 = $8 WHERE approval_id = $1 AND used_at IS NULL)
+            {audit.insert_sql(2, 7, identity=9)}""",
+        approval_id,
+        *audit.params(audited),
+        audited.cycle_id,
+        digest,
+        *audit.identity_params(audited),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from catalyst_mcp.domain.records import AuditEvent
@@ -119,14 +119,15 @@ async def events(
     ]
 
 
-async def prune(conn: Conn, before: datetime) -> int:
-    """Delete the rows written before ``before``, a bounded batch at a time."""
+async def prune(conn: Conn, retention: timedelta) -> int:
+    """Delete the rows written longer than ``retention`` ago by the database's clock (the one that stamped
+    them), a bounded batch at a time; returns how many."""
     total = 0
     while True:
         result = await conn.execute(
             """DELETE FROM audit_events WHERE audit_id IN (
-                   SELECT audit_id FROM audit_events WHERE at < $1 ORDER BY at LIMIT 10000)""",
-            before,
+                   SELECT audit_id FROM audit_events WHERE at < now() - $1::interval ORDER BY at LIMIT 10000)""",
+            retention,
         )
         deleted = int(str(result).rsplit(" ", 1)[-1])
         total += deleted

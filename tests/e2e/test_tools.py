@@ -65,7 +65,7 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
     ),
     "execute_trade": (
         (False, True, True, True),
-        {"approval_id", "cycle_id"},
+        {"approval_id", "cycle_id", "confirmation"},
         {"approval_id"},
         {"status", "order_id", "client_order_id", "broker_order_id", "symbol", "side", "quantity"}
         | {"filled_quantity", "avg_fill_price", "position", "replayed"},
