@@ -1,8 +1,10 @@
-"""The ``catalyst-mcp`` command: serve, agent, status, reset, and sim (the simulated exchange's controls)."""
+"""The ``catalyst-mcp`` command: serve, agent, status, reset, token, desktop-config, and sim (the simulated
+exchange's controls)."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import typer
 
 from catalyst_mcp import sim_cli
 from catalyst_mcp.config import Settings, load_settings
+from catalyst_mcp.domain.enums import BrokerKind
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.roles import Role
 from catalyst_mcp.logs import configure_logging
@@ -188,6 +191,47 @@ def token(
             _fail(f"unknown action {action!r}: expected add, list or revoke")
     except CatalystError as exc:
         _fail(str(exc))
+
+
+@app.command("desktop-config")
+def desktop_config(
+    role: Annotated[str, typer.Option("--role", help="observer, trader or supervisor")] = "observer",
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", help="add the entry to this Claude Desktop config file (others kept)", dir_okay=False),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="the server's name in mcpServers")] = "catalyst",
+    data_dir: DataDir = None,
+    market: Market = None,
+    config: ConfigFile = None,
+) -> None:
+    """Print Claude Desktop's entry for this installation (absolute command path, role, database), or add it
+    to a config file with --write. The role defaults to observer: Claude Desktop reads, it does not trade."""
+    chosen = _role(role)
+    if not name.strip():
+        _fail("--name may not be empty")
+    settings = _settings(config=config, data_dir=data_dir, market=market)
+    from catalyst_mcp.desktop import desktop_entry, write_entry
+
+    entry = desktop_entry(settings, chosen, config)
+    if settings.broker is not BrokerKind.SIM:
+        typer.echo(
+            "catalyst-mcp: the broker's keys are not written; add APCA_API_KEY_ID and APCA_API_SECRET_KEY to the"
+            " entry's env yourself",
+            err=True,
+        )
+    if write is None:
+        typer.echo(json.dumps({"mcpServers": {name: entry}}, indent=2))
+        return
+    try:
+        replaced = write_entry(write, entry, name)
+    except CatalystError as exc:
+        _fail(str(exc), 1)
+    typer.echo(
+        f"{'replaced' if replaced else 'added'} the {name!r} server ({chosen.value}) in {write};"
+        " restart Claude Desktop",
+        err=True,
+    )
 
 
 def _role(value: str) -> Role:

@@ -24,6 +24,8 @@ EXIT_UNREACHABLE = 2
 # As the MCP client does without a token: connect, write and pool waits, and a long read for event streams.
 HTTP_TIMEOUT_S = 30.0
 HTTP_READ_TIMEOUT_S = 300.0
+UNAUTHORIZED = 401
+FORBIDDEN = 403
 
 
 async def run_agent(
@@ -52,9 +54,10 @@ async def run_agent(
     """
     where = url or "the catalyst-mcp server (stdio)"
     connected = False
+    refused = _Refusal()
     try:
         async with AsyncExitStack() as stack:
-            target = stdio_params(extra_env) if url is None else await _http(stack, url, token)
+            target = stdio_params(extra_env) if url is None else await _http(stack, url, token, refused)
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
             return await _run(
@@ -69,6 +72,9 @@ async def run_agent(
     except Exception as exc:  # top of the run: transports raise many kinds, often grouped
         logger.debug("agent run against %s failed", where, exc_info=True)
         if not connected:
+            if refused.status == UNAUTHORIZED:
+                _fail(_unauthorized(where, token))
+                return EXIT_UNREACHABLE
             _fail(f"cannot reach {where}: {describe_exception(exc)}")
             return EXIT_UNREACHABLE
         _fail(f"run against {where} failed: {describe_exception(exc)}")
@@ -100,17 +106,33 @@ async def _run(
     return outcome.exit_code
 
 
-async def _http(stack: AsyncExitStack, url: str, token: str | None) -> Transport | str:
-    """The URL as is, or with a token an HTTP client that sends it on every request."""
-    if token is None:
-        return url
+class _Refusal:
+    """The status of the last refused HTTP response (401, 403), to say why a connection failed."""
+
+    status: int | None = None
+
+
+async def _http(stack: AsyncExitStack, url: str, token: str | None, refused: _Refusal) -> Transport:
+    """An HTTP client for ``url`` that sends the token (if any) on every request and notes a refusal."""
+
+    async def note(response: httpx2.Response) -> None:
+        if response.status_code in (UNAUTHORIZED, FORBIDDEN):
+            refused.status = response.status_code
+
     http = await stack.enter_async_context(
         httpx2.AsyncClient(
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}"} if token is not None else None,
             timeout=httpx2.Timeout(HTTP_TIMEOUT_S, read=HTTP_READ_TIMEOUT_S),
+            event_hooks={"response": [note]},
         )
     )
     return streamable_http_client(url, http_client=http)
+
+
+def _unauthorized(where: str, token: str | None) -> str:
+    if token is None:
+        return f"{where} needs a bearer token (HTTP 401): pass --token or set CATALYST_TOKEN"
+    return f"{where} refused the token (HTTP 401): it is unknown or revoked; ask for one with `catalyst-mcp token add`"
 
 
 def _fail(message: str) -> None:

@@ -291,6 +291,17 @@ async def test_without_tokens_on_loopback_every_caller_has_catalyst_role_else_ob
             await tools.ok(*INSIDE[role])
 
 
+async def test_a_loopback_server_refuses_a_foreign_host_or_origin(loopback: tuple[str, Role]) -> None:
+    """DNS rebinding: a web page on another name resolving to 127.0.0.1 must not reach the tools."""
+    url, _ = loopback
+    with anyio.fail_after(WAIT_S):
+        assert (await post_initialize(url, {})).status_code == 200
+        foreign_host = await post_initialize(url, {"Host": "evil.example:80"})
+        foreign_origin = await post_initialize(url, {"Origin": "http://evil.example"})
+    assert foreign_host.status_code == 421, foreign_host.text
+    assert foreign_origin.status_code == 403, foreign_origin.text
+
+
 # --- 4. stdio: the role is CATALYST_ROLE, default trader ------------------------------------------------------
 
 
@@ -374,9 +385,12 @@ async def test_directives_reach_their_agent_exactly_once_across_two_processes(pa
 # --- 8. the agent over HTTP with a token ----------------------------------------------------------------------
 
 
-def run_agent_process(url: str, token: str, agent_id: str, database_url: str) -> subprocess.CompletedProcess[str]:
+def run_agent_process(
+    url: str, token: str | None, agent_id: str, database_url: str
+) -> subprocess.CompletedProcess[str]:
+    with_token = ["--token", token] if token is not None else []
     return subprocess.run(
-        [sys.executable, "-m", "catalyst_mcp", "agent", "--mode", "heartbeat", "--url", url, "--token", token],
+        [sys.executable, "-m", "catalyst_mcp", "agent", "--mode", "heartbeat", "--url", url, *with_token],
         env=env_for(database_url, {"CATALYST_AGENT_ID": agent_id, "CATALYST_TOKENS_FILE": NO_TOKENS}),
         capture_output=True,
         text=True,
@@ -416,9 +430,17 @@ async def test_the_agent_with_a_wrong_token_fails_in_one_line(pair: Pair) -> Non
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("catalyst-mcp agent: "), lines[0]
-    assert lines[0].startswith(f"catalyst-mcp agent: cannot reach {pair.urls[0]}: "), lines[0]
+    assert lines[0].startswith(f"catalyst-mcp agent: {pair.urls[0]} refused the token (HTTP 401): "), lines[0]
     assert "Traceback" not in done.stderr and wrong not in done.stderr + done.stdout
     assert await db_value(pair.database_url, "SELECT count(*) FROM agent_heartbeats WHERE agent_id = $1", agent_id) == 0
+
+
+async def test_the_agent_without_a_token_is_told_to_pass_one(pair: Pair) -> None:
+    done = await anyio.to_thread.run_sync(run_agent_process, pair.urls[1], None, "tokenless", pair.database_url)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"catalyst-mcp agent: {pair.urls[1]} needs a bearer token (HTTP 401): pass --token or set CATALYST_TOKEN"
+    )
 
 
 # --- 7. secrets never in the audit or the logs ----------------------------------------------------------------
