@@ -1217,6 +1217,7 @@ CHANGED = {
     "restricted_symbols": frozenset({"GME"}),
     "allowed_symbols": frozenset({"AAPL"}),
     "approval_ttl_seconds": 59,
+    "confirm_notional_above": D(5000),
 }
 
 
@@ -1244,6 +1245,7 @@ def test_the_default_limits_are_the_documented_ones() -> None:
         "restricted_symbols": frozenset(),
         "allowed_symbols": None,
         "approval_ttl_seconds": 60,
+        "confirm_notional_above": None,
     }
 
 
