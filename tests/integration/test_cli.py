@@ -67,14 +67,6 @@ def test_heartbeat_opens_no_cycle(database_url: str) -> None:
     assert json.loads(cli("status", "--json", env=env).stdout)["cycles"] == []
 
 
-def test_reset_wipes_the_book_and_the_simulated_broker(database_url: str) -> None:
-    env = {"CATALYST_DATABASE_URL": database_url}
-    assert cli("agent", "--mode", "trade", env=env).returncode == 0
-    done = cli("reset", "--yes", env=env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(cli("status", "--json", env=env).stdout)["cycles"] == []
-
-
 @pytest.mark.parametrize(
     ("env", "named"),
     [

@@ -106,23 +106,9 @@ def test_adding_a_subject_twice_is_refused_in_one_line(tmp_path: Path) -> None:
 # --- reset ------------------------------------------------------------------------------------------------------
 
 
-async def test_reset_is_refused_on_alpaca_and_touches_nothing(database_url: str) -> None:
-    env = {"CATALYST_DATABASE_URL": database_url}
-    assert cli("agent", "--mode", "trade", env=env).returncode == 0
-    cycles = await db_value(database_url, "SELECT count(*) FROM cycles")
-    done = cli(
-        "reset",
-        "--yes",
-        env={**env, "CATALYST_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"},
-    )
-    assert done.returncode == 1
-    line = one_line(done.stderr)
-    assert "trades on alpaca" in line and "refused" in line
-    assert await db_value(database_url, "SELECT count(*) FROM cycles") == cycles > 0
-    assert await db_value(database_url, "SELECT count(*) FROM audit_events WHERE archived_at IS NOT NULL") == 0
-
-
-async def test_reset_keeps_the_audit_archived_and_a_halt_in_place(database_url: str) -> None:
+async def test_reset_is_refused_on_alpaca_and_on_the_simulator_keeps_the_audit_archived_and_a_halt(
+    database_url: str,
+) -> None:
     env = {"CATALYST_DATABASE_URL": database_url}
     assert cli("agent", "--mode", "trade", env=env).returncode == 0
     params = StdioServerParameters(
@@ -133,14 +119,28 @@ async def test_reset_keeps_the_audit_archived_and_a_halt_in_place(database_url: 
     async with Client(params) as supervisor:
         halted = await supervisor.call_tool("halt_trading", {"reason": "before the reset"})
         assert not halted.is_error
+    cycles = await db_value(database_url, "SELECT count(*) FROM cycles")
     audited = await db_value(database_url, "SELECT count(*) FROM audit_events")
-    assert audited > 0
+    assert cycles > 0 and audited > 0
+    assert await db_value(database_url, "SELECT count(*) FROM sim.orders") > 0
 
+    # A real broker: refused in one line, nothing touched.
+    alpaca = {**env, "CATALYST_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"}
+    refused = cli("reset", "--yes", env=alpaca)
+    assert refused.returncode == 1
+    line = one_line(refused.stderr)
+    assert "trades on alpaca" in line and "refused" in line
+    assert await db_value(database_url, "SELECT count(*) FROM cycles") == cycles
+    assert await db_value(database_url, "SELECT count(*) FROM audit_events") == audited
+    assert await db_value(database_url, "SELECT count(*) FROM audit_events WHERE archived_at IS NOT NULL") == 0
+
+    # The simulated exchange: the book goes, the audit stays (archived, with the reset's own row), so does the halt.
     done = cli("reset", "--yes", env=env)
     assert done.returncode == 0, done.stderr
     assert f"{audited} audit rows kept, archived" in done.stdout
-
     assert await db_value(database_url, "SELECT count(*) FROM cycles") == 0
+    assert await db_value(database_url, "SELECT count(*) FROM sim.orders") == 0
+    assert await db_value(database_url, "SELECT count(*) FROM sim.positions") == 0
     assert await db_value(database_url, "SELECT count(*) FROM audit_events WHERE archived_at IS NULL") == 1
     assert await db_value(database_url, "SELECT count(*) FROM audit_events WHERE archived_at IS NOT NULL") == audited
     assert await db_value(database_url, "SELECT tool FROM audit_events WHERE archived_at IS NULL") == "reset"
