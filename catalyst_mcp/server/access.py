@@ -59,6 +59,12 @@ class GrantVerifier:
         return AccessToken(token=token, client_id=grant.subject, subject=grant.subject, scopes=[grant.role.value])
 
 
+def _visible(role: Role, tool: str) -> bool:
+    """What the gate lets a role list and call: its role's tools, and tools outside the product's table (a tool
+    added to the server by the code embedding it, e.g. a benchmark's no-op), which that code answers for."""
+    return tool not in EVERY_TOOL or may_call(role, tool)
+
+
 class RoleGate:
     """Middleware: ``tools/list`` shows the caller only its role's tools; a call to any other tool is refused
     in one line naming the role, before anything runs. Resources and prompts are open to every role."""
@@ -70,7 +76,7 @@ class RoleGate:
         if ctx.method == "tools/call":
             name = (ctx.params or {}).get("name")
             role = principal_of(ctx, self._default).role
-            if isinstance(name, str) and name in EVERY_TOOL and not may_call(role, name):
+            if isinstance(name, str) and not _visible(role, name):
                 text = f"{name}: not available to the {role.value} role"
                 return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
             return await call_next(ctx)
@@ -79,9 +85,9 @@ class RoleGate:
             return result
         role = principal_of(ctx, self._default).role
         if isinstance(result, ListToolsResult):
-            return result.model_copy(update={"tools": [t for t in result.tools if may_call(role, t.name)]})
+            return result.model_copy(update={"tools": [t for t in result.tools if _visible(role, t.name)]})
         if isinstance(result, dict) and isinstance(result.get("tools"), list):  # the wire form
-            return {**result, "tools": [t for t in result["tools"] if may_call(role, str(t.get("name")))]}
+            return {**result, "tools": [t for t in result["tools"] if _visible(role, str(t.get("name")))]}
         return result
 
 

@@ -112,8 +112,11 @@ class SnapshotReader:
             )
 
         async def read_book_and_account() -> tuple[BookSnapshot, Account]:
+            if known_account is None:  # nothing to reuse: ask the broker while the book is read
+                book, account = await concurrently(read_book, broker.get_account)
+                return book, account
             book = await read_book()
-            if known_account is not None and known_account[0] == book.version:
+            if known_account[0] == book.version:
                 return book, known_account[1]
             return book, await broker.get_account()
 

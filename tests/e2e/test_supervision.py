@@ -241,3 +241,22 @@ async def _resting_buy(trader: Tools, runtime: Runtime, symbol: str) -> dict[str
     placed = await trader.ok("execute_trade", {"approval_id": decision["approval_id"]})
     assert placed["status"] == "accepted", placed
     return placed
+
+
+async def embedded_extra() -> str:
+    """A tool the code embedding the server adds (as the benchmarks add a no-op)."""
+    return "extra"
+
+
+@pytest.mark.parametrize("role", list(Role))
+async def test_a_tool_added_by_embedding_code_is_listed_and_callable_alike_for_every_role(
+    settings: Settings, runtime: Runtime, role: Role
+) -> None:
+    server = build_server(settings, runtime=runtime, role=role)
+    server.add_tool(embedded_extra)
+    async with Client(server) as client:
+        listed = {t.name for t in (await client.list_tools()).tools}
+        assert listed == (REGISTERED & TOOLS_OF[role]) | {"embedded_extra"}
+        assert not (await client.call_tool("embedded_extra", {})).is_error
+        outside = sorted(REGISTERED - TOOLS_OF[role])[0]
+        assert (await client.call_tool(outside, {})).is_error
