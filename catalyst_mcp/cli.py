@@ -16,7 +16,7 @@ import typer
 from catalyst_mcp import sim_cli
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.enums import BrokerKind
-from catalyst_mcp.domain.errors import CatalystError
+from catalyst_mcp.domain.errors import CatalystError, OperatorNeeded
 from catalyst_mcp.domain.roles import Role
 from catalyst_mcp.logs import configure_logging
 
@@ -47,13 +47,29 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _run(main: Callable[[], Awaitable[T]]) -> T:
+    """Run ``main``; a CatalystError, also one raised inside a task group, ends the program with its one line:
+    exit code 2 when the operator must change something (settings, keys, the database), else 1."""
     try:
         return anyio.run(main)
-    except CatalystError as exc:
-        _fail(str(exc), 1)
-        raise
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except (CatalystError, BaseExceptionGroup) as exc:
+        found = _catalyst_error(exc)
+        if found is None:
+            raise
+        _fail(str(found), 2 if isinstance(found, OperatorNeeded) else 1)
+        raise
+
+
+def _catalyst_error(exc: BaseException) -> CatalystError | None:
+    """The error itself, or the first CatalystError inside a (nested) exception group."""
+    if isinstance(exc, CatalystError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _catalyst_error(inner)) is not None:
+                return found
+    return None
 
 
 @app.command()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 import httpx2
 from mcp import Client
 from mcp.client import Transport
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from catalyst_mcp.agent.client import ToolCallError, ToolClient, describe_exception, stdio_params
@@ -55,11 +58,19 @@ async def run_agent(
     where = url or "the catalyst-mcp server (stdio)"
     connected = False
     refused = _Refusal()
+    child = _ChildStderr() if url is None else None
     try:
         async with AsyncExitStack() as stack:
-            target = stdio_params(extra_env) if url is None else await _http(stack, url, token, refused)
+            if child is not None:
+                stack.callback(child.finish)
+                target: Transport = stdio_client(stdio_params(extra_env), errlog=child.writer)
+            else:
+                assert url is not None
+                target = await _http(stack, url, token, refused)
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
+            if child is not None:
+                child.pass_through()
             return await _run(
                 ToolClient(session),
                 agent_id=agent_id,
@@ -74,6 +85,10 @@ async def run_agent(
         if not connected:
             if refused.status == UNAUTHORIZED:
                 _fail(_unauthorized(where, token))
+                return EXIT_UNREACHABLE
+            reason = child.reason() if child is not None else None
+            if reason is not None:
+                _fail(f"the server did not start: {reason}")
                 return EXIT_UNREACHABLE
             _fail(f"cannot reach {where}: {describe_exception(exc)}")
             return EXIT_UNREACHABLE
@@ -104,6 +119,53 @@ async def _run(
     if outcome.failure is not None:
         _fail(f"cycle {outcome.cycle_id or '(not started)'} failed: {outcome.failure}")
     return outcome.exit_code
+
+
+class _ChildStderr:
+    """The stdio server's stderr. Held back until the connection is made, so that a server that cannot start is
+    reported by its own line (``catalyst-mcp: …``) in the agent's one line; passed through from then on."""
+
+    PREFIX = "catalyst-mcp: "
+    HELD = 200  # lines kept while held back
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        self.writer = os.fdopen(write_fd, "w")
+        self._reader = os.fdopen(read_fd, "r", encoding="utf-8", errors="replace")
+        self._lock = threading.Lock()
+        self._held: list[str] = []
+        self._through = False
+        self._thread = threading.Thread(target=self._pump, name="server-stderr", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with self._reader:
+            for line in self._reader:
+                with self._lock:
+                    if self._through:
+                        sys.stderr.write(line)
+                        sys.stderr.flush()
+                    else:
+                        self._held = [*self._held[-(self.HELD - 1) :], line]
+
+    def pass_through(self) -> None:
+        with self._lock:
+            sys.stderr.writelines(self._held)
+            sys.stderr.flush()
+            self._held, self._through = [], True
+
+    def finish(self) -> None:
+        """Close our end and wait (bounded) for the server's last lines."""
+        if not self.writer.closed:
+            self.writer.close()
+        self._thread.join(timeout=5)
+
+    def reason(self) -> str | None:
+        """The server's own one-line failure, if it printed one."""
+        self.finish()
+        with self._lock:
+            lines = [line.strip() for line in self._held if line.startswith(self.PREFIX)]
+        return lines[-1].removeprefix(self.PREFIX) if lines else None
 
 
 class _Refusal:

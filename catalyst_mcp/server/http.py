@@ -10,7 +10,7 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp
 
-from catalyst_mcp.bootstrap import open_grants, tokens_path
+from catalyst_mcp.bootstrap import Runtime, open_grants, open_runtime, tokens_path
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.domain.roles import Role
@@ -32,9 +32,10 @@ class _AnnouncingServer(uvicorn.Server):
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
-def http_server(settings: Settings, host: str) -> MCPServer[Serving]:
+def http_server(settings: Settings, host: str, runtime: Runtime | None = None) -> MCPServer[Serving]:
     """The server for HTTP on ``host``: with tokens in the tokens file every request needs one (HTTP 401
-    otherwise); without, it serves loopback only, every caller in ``CATALYST_ROLE`` (default observer)."""
+    otherwise); without, it serves loopback only, every caller in ``CATALYST_ROLE`` (default observer).
+    ``runtime``: opened by the caller and shared (else each lifespan opens its own)."""
     grants = open_grants(settings)
     if grants.is_empty():
         if host not in LOOPBACK:
@@ -42,12 +43,18 @@ def http_server(settings: Settings, host: str) -> MCPServer[Serving]:
                 f"no tokens in {tokens_path(settings)}: serving {host} would let anyone on the network trade;"
                 " add one with `catalyst-mcp token add SUBJECT --role ROLE`, or serve 127.0.0.1"
             )
-        return build_server(settings, role=settings.role or Role.OBSERVER)
-    return build_server(settings, grants=grants)
+        return build_server(settings, runtime=runtime, role=settings.role or Role.OBSERVER)
+    return build_server(settings, runtime=runtime, grants=grants)
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    await serve_app(http_server(settings, host).streamable_http_app(host=host), host, port, settings.log_level)
+    """Serve until stopped. The host is checked, then the runtime (database, broker check) opened, before the
+    ASGI server starts: a start-up failure ends the program with its one line, not the ASGI server's
+    traceback."""
+    http_server(settings, host)  # refuses a non-loopback host without tokens before anything is opened
+    async with open_runtime(settings) as runtime:
+        app = http_server(settings, host, runtime).streamable_http_app(host=host)
+        await serve_app(app, host, port, settings.log_level)
 
 
 async def serve_app(app: ASGIApp, host: str, port: int, log_level: str) -> None:

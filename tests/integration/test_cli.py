@@ -85,6 +85,25 @@ def test_invalid_settings_stop_start_up_with_one_line_naming_the_setting(env: di
     assert done.stdout == ""
 
 
+NO_KEYS = "the Alpaca broker needs APCA_API_KEY_ID and APCA_API_SECRET_KEY"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["serve"], f"catalyst-mcp: {NO_KEYS}"),
+        (["serve", "--http", "--port", "0"], f"catalyst-mcp: {NO_KEYS}"),
+        (["agent", "--mode", "trade"], f"catalyst-mcp agent: the server did not start: {NO_KEYS}"),
+    ],
+    ids=["stdio", "http", "agent"],
+)
+def test_alpaca_without_keys_stops_with_one_line_and_exit_code_2(database_url: str, args: list[str], line: str) -> None:
+    done = cli(*args, env={"CATALYST_DATABASE_URL": database_url, "CATALYST_BROKER": "alpaca"}, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [line]
+    assert done.stdout == ""
+
+
 def test_an_unknown_agent_mode_is_refused_in_one_line() -> None:
     done = cli("agent", "--mode", "yolo", timeout=30)
     assert done.returncode == 2
