@@ -21,7 +21,7 @@ import typer
 from catalyst_mcp.config import Settings, load_settings
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import BrokerKind
-from catalyst_mcp.domain.errors import CatalystError, InvalidInput
+from catalyst_mcp.domain.errors import CatalystError, InvalidInput, shown
 from catalyst_mcp.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -68,9 +68,9 @@ def _number(name: str, text: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise InvalidInput(f"malformed {name} {text!r}: expected a number such as 190.12") from None
+        raise InvalidInput(f"malformed {name} {shown(text)}: expected a number such as 190.12") from None
     if not value.is_finite():
-        raise InvalidInput(f"malformed {name} {text!r}: expected a number such as 190.12")
+        raise InvalidInput(f"malformed {name} {shown(text)}: expected a number such as 190.12")
     return value
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from catalyst_mcp.domain.errors import InvalidInput, TemporaryFailure
+from catalyst_mcp.domain.errors import InvalidInput, TemporaryFailure, shown
 
 
 class FaultOp(StrEnum):
@@ -37,11 +37,11 @@ def parse_fault(operation: str, mode: str) -> tuple[FaultOp, FaultMode]:
     try:
         op = FaultOp(operation)
     except ValueError:
-        raise InvalidInput(f"unknown operation {operation!r}: expected one of {', '.join(FaultOp)}") from None
+        raise InvalidInput(f"unknown operation {shown(operation)}: expected one of {', '.join(FaultOp)}") from None
     try:
         kind = FaultMode(mode)
     except ValueError:
-        raise InvalidInput(f"unknown fault mode {mode!r}: expected one of {', '.join(FaultMode)}") from None
+        raise InvalidInput(f"unknown fault mode {shown(mode)}: expected one of {', '.join(FaultMode)}") from None
     if kind is FaultMode.EMPTY and op not in READ_OPS:
         raise InvalidInput(f"'empty' applies to reads only ({', '.join(sorted(READ_OPS))}), not to {op}")
     return op, kind

@@ -25,3 +25,14 @@ class OperatorNeeded(CatalystError):
 
 class BrokerRejected(CatalystError):
     """The broker refused a well-formed order; the message says why."""
+
+
+SHOWN_MAX = 80
+
+
+def shown(value: str, limit: int = SHOWN_MAX) -> str:
+    """A caller's value quoted for an error message: on one line, and cut to ``limit`` characters with its
+    length said, so an error never echoes a huge input back."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[: limit - 1]!r}… ({len(value)} characters)"

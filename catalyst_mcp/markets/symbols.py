@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 
 from catalyst_mcp.domain.enums import Market
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, shown
 
 # A share-class separator may come as '.', '-' or '/' (BRK.B, BRK-B, BRK/B); the canonical one is '.'.
 _US = re.compile(r"^([A-Z]{1,5})(?:[./-]([A-Z]{1,2}))?$")
@@ -23,8 +23,8 @@ def normalise_symbol(market: Market, raw: str) -> str:
     if canonical is not None:
         return canonical
     if market is Market.US:
-        raise InvalidInput(f"malformed US symbol {raw!r}: expected a ticker such as AAPL or BRK.B")
-    raise InvalidInput(f"malformed HK symbol {raw!r}: expected a stock code such as 00700, 700 or 0700.HK")
+        raise InvalidInput(f"malformed US symbol {shown(raw)}: expected a ticker such as AAPL or BRK.B")
+    raise InvalidInput(f"malformed HK symbol {shown(raw)}: expected a stock code such as 00700, 700 or 0700.HK")
 
 
 @lru_cache(maxsize=65536)

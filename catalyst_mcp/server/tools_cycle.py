@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from catalyst_mcp.domain.enums import CycleMode
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, shown
 from catalyst_mcp.markets.symbols import normalise_symbol
 from catalyst_mcp.server import mapping
 from catalyst_mcp.server import models as m
@@ -35,7 +35,7 @@ async def start_cycle(
     services = call.services
     agent = agent_id or services.agent_id
     if not agent.replace("_", "").replace("-", "").replace(".", "").isalnum() or len(agent) > 64:
-        raise InvalidInput(f"malformed agent_id {agent_id!r}: letters, digits, '_', '-', '.' only")
+        raise InvalidInput(f"malformed agent_id {shown(agent)}: letters, digits, '_', '-', '.' only")
     result = await services.cycles.start_cycle(
         agent_id=agent, market=market, mode=CycleMode(mode), force=force, caller=call.caller
     )

@@ -1,4 +1,5 @@
-"""Strict tool arguments: unknown ones are rejected, and every complaint is one line.
+"""Strict tool arguments: unknown ones are rejected, text PostgreSQL cannot store (a NUL, an unpaired
+surrogate) is refused naming the argument, and every complaint is one line.
 
 The SDK drops unknown arguments silently and reports validation errors as multi-line text, so a middleware
 validates each ``tools/call`` against a model built from the tool's own signature (extras forbidden) first.
@@ -16,6 +17,8 @@ from mcp.server.mcpserver.resolve import Resolve
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic_core import ErrorDetails
+
+from catalyst_mcp.domain.text import first_unstorable
 
 
 def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
@@ -71,6 +74,10 @@ class StrictArguments:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/call" and ctx.params is not None:
             name = ctx.params.get("name")
+            unstorable = first_unstorable(ctx.params.get("arguments"), "")
+            if unstorable is not None:
+                where, problem = unstorable
+                return _error(f"{str(name)[:64]!s}: invalid {repr(where or 'arguments')[1:-1][:64]}: {problem}")
             model = self._models.get(name) if isinstance(name, str) else None
             if model is not None:
                 arguments = ctx.params.get("arguments") or {}

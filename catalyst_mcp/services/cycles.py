@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, TradingState
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, shown
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
 from catalyst_mcp.domain.records import DirectiveRecord
 from catalyst_mcp.markets.profiles import MarketProfile
@@ -34,7 +34,7 @@ def check_market(served: Market, market: str | None) -> Market:
     try:
         wanted = Market(market.upper())
     except ValueError:
-        raise InvalidInput(f"unknown market {market!r}: expected US or HK") from None
+        raise InvalidInput(f"unknown market {shown(market)}: expected US or HK") from None
     if wanted is not served:
         raise InvalidInput(f"this server trades {served.value}; start one with CATALYST_MARKET={wanted.value}")
     return wanted

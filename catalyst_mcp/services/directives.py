@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, shown
 from catalyst_mcp.domain.records import DirectiveRecord
 from catalyst_mcp.ports import Clock
 from catalyst_mcp.services.audit import Caller, audit
@@ -21,7 +21,7 @@ MAX_TEXT: Final = 2000
 
 def check_agent_id(agent_id: str) -> str:
     if AGENT_ID.fullmatch(agent_id) is None:
-        raise InvalidInput(f"malformed agent_id {agent_id!r}: letters, digits, '_', '-', '.' only")
+        raise InvalidInput(f"malformed agent_id {shown(agent_id)}: letters, digits, '_', '-', '.' only")
     return agent_id
 
 

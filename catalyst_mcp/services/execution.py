@@ -28,7 +28,7 @@ from enum import StrEnum
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, TradingState
-from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure
+from catalyst_mcp.domain.errors import BrokerRejected, CatalystError, InvalidInput, TemporaryFailure, shown
 from catalyst_mcp.domain.models import BrokerOrder, Position, Quote
 from catalyst_mcp.domain.records import ApprovalRecord, OrderRecord
 from catalyst_mcp.ports import Broker, Clock, MarketData
@@ -55,9 +55,9 @@ def parse_approval_id(raw: str) -> uuid.UUID:
     try:
         value = uuid.UUID(raw)
     except (ValueError, AttributeError):
-        raise InvalidInput(f"malformed approval_id {raw!r}: expected the UUID returned by check_risk") from None
+        raise InvalidInput(f"malformed approval_id {shown(raw)}: expected the UUID returned by check_risk") from None
     if value.version != 4 or str(value) != raw.strip().lower():
-        raise InvalidInput(f"malformed approval_id {raw!r}: expected the UUID returned by check_risk")
+        raise InvalidInput(f"malformed approval_id {shown(raw)}: expected the UUID returned by check_risk")
     return value
 
 

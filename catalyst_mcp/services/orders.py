@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus
-from catalyst_mcp.domain.errors import InvalidInput
+from catalyst_mcp.domain.errors import InvalidInput, shown
 from catalyst_mcp.domain.records import OrderRecord
 from catalyst_mcp.markets.profiles import is_cycle_id
 from catalyst_mcp.markets.symbols import normalise_symbol
@@ -55,7 +55,7 @@ class OrderService:
         async with self.db.connection() as conn:
             if cycle_id is not None:
                 if not is_cycle_id(cycle_id):
-                    raise InvalidInput(f"malformed cycle_id {cycle_id!r}: expected e.g. us_20261127_093000_ab12cd")
+                    raise InvalidInput(f"malformed cycle_id {shown(cycle_id)}: expected e.g. us_20261127_093000_ab12cd")
                 if await cycles.get_cycle(conn, cycle_id) is None:
                     raise InvalidInput(f"unknown cycle {cycle_id}")
             found = await orders.listing(

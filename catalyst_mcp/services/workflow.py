@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from catalyst_mcp.domain.enums import BrokerMode, CycleMode, CycleState, Market, TradingState
-from catalyst_mcp.domain.errors import Conflict, InvalidInput
+from catalyst_mcp.domain.errors import Conflict, InvalidInput, shown
 from catalyst_mcp.domain.phases import (
     Phase,
     PhaseEvent,
@@ -114,7 +114,7 @@ def agent_view(beat: Heartbeat, now: datetime, idle_after: timedelta) -> AgentVi
 
 def check_cycle_id(cycle_id: str) -> str:
     if not is_cycle_id(cycle_id):
-        raise InvalidInput(f"malformed cycle_id {cycle_id!r}: expected a form like us_20261127_093000_ab12cd")
+        raise InvalidInput(f"malformed cycle_id {shown(cycle_id)}: expected a form like us_20261127_093000_ab12cd")
     return cycle_id
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from catalyst_mcp.domain.records import AuditEvent
+from catalyst_mcp.domain.text import storable
 from catalyst_mcp.store.db import Conn
 
 TABLES = ("audit_events",)
@@ -40,15 +41,16 @@ def insert_sql(first: int, cycle_id: int, *, identity: int, when: str | None = N
 
 
 def params(entry: AuditEntry) -> tuple[str, str, str, dict[str, Any], str]:
-    return entry.caller, entry.role, entry.tool, entry.arguments, entry.outcome
+    """The row's text, made storable: a refused call's arguments may hold what PostgreSQL cannot (a NUL)."""
+    return storable(entry.caller), entry.role, storable(entry.tool), storable(entry.arguments), storable(entry.outcome)
 
 
 def identity_params(entry: AuditEntry) -> tuple[str | None, str | None]:
-    return entry.subject, entry.client_version
+    return storable(entry.subject), storable(entry.client_version)
 
 
 async def insert(conn: Conn, entry: AuditEntry) -> None:
-    await conn.execute(insert_sql(1, 6, identity=7), *params(entry), entry.cycle_id, *identity_params(entry))
+    await conn.execute(insert_sql(1, 6, identity=7), *params(entry), storable(entry.cycle_id), *identity_params(entry))
 
 
 async def insert_many(conn: Conn, entry: AuditEntry, outcomes: Sequence[str]) -> None:
@@ -57,14 +59,10 @@ async def insert_many(conn: Conn, entry: AuditEntry, outcomes: Sequence[str]) ->
         await conn.execute(
             """INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id, subject, client_version)
                SELECT $1, $2, $3, $4::jsonb, o, $6, $7, $8 FROM unnest($5::text[]) AS o""",
-            entry.caller,
-            entry.role,
-            entry.tool,
-            entry.arguments,
-            list(outcomes),
-            entry.cycle_id,
-            entry.subject,
-            entry.client_version,
+            *params(entry)[:4],
+            [storable(o) for o in outcomes],
+            storable(entry.cycle_id),
+            *identity_params(entry),
         )
 
 
@@ -78,7 +76,7 @@ async def insert_call(conn: Conn, entry: AuditEntry, duration_ms: int) -> None:
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'call', $9))
            SELECT set_config('synchronous_commit', 'off', true)""",
         *params(entry),
-        entry.cycle_id,
+        storable(entry.cycle_id),
         *identity_params(entry),
         duration_ms,
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from catalyst_mcp.domain.errors import InvalidInput, OperatorNeeded
+from catalyst_mcp.domain.errors import InvalidInput, OperatorNeeded, shown
 from catalyst_mcp.domain.roles import Grant, Role
 
 SUBJECT: Final = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -75,7 +75,7 @@ class TokenFile:
     def add(self, subject: str, role: Role, at: datetime | None = None) -> str:
         """A fresh token for ``subject``; only its digest is stored. Returns the token (shown once)."""
         if SUBJECT.fullmatch(subject) is None:
-            raise InvalidInput(f"malformed subject {subject!r}: letters, digits, '_', '.', '@', '-' (at most 64)")
+            raise InvalidInput(f"malformed subject {shown(subject)}: letters, digits, '_', '.', '@', '-' (at most 64)")
         entries = list(self._load())
         if any(e.grant.subject == subject for e in entries):
             raise InvalidInput(f"{subject} already has a token: revoke it first (catalyst-mcp token revoke {subject})")
