@@ -56,12 +56,24 @@ def endpoints_for(settings: Settings) -> AlpacaEndpoints:
     if mode is BrokerMode.LIVE and not settings.allow_live:
         raise OperatorNeeded("live trading needs both CATALYST_BROKER_MODE=live and CATALYST_ALLOW_LIVE=yes")
     trading = _origin(settings.alpaca_url or (LIVE_URL if mode is BrokerMode.LIVE else PAPER_URL))
-    host = urlsplit(trading).hostname
-    if mode is BrokerMode.PAPER and host == urlsplit(LIVE_URL).hostname:
+    data = _origin(settings.alpaca_data_url or DATA_URL)
+    host = _host(trading, "CATALYST_ALPACA_URL")
+    _host(data, "CATALYST_ALPACA_DATA_URL")
+    if mode is BrokerMode.PAPER and host == _host(LIVE_URL, "LIVE_URL"):
         raise OperatorNeeded("paper mode, but CATALYST_ALPACA_URL points at Alpaca's live endpoint")
-    if mode is BrokerMode.LIVE and host == urlsplit(PAPER_URL).hostname:
+    if mode is BrokerMode.LIVE and host == _host(PAPER_URL, "PAPER_URL"):
         raise OperatorNeeded("live mode, but CATALYST_ALPACA_URL points at Alpaca's paper endpoint")
-    return AlpacaEndpoints(mode, trading, _origin(settings.alpaca_data_url or DATA_URL))
+    return AlpacaEndpoints(mode, trading, data)
+
+
+def _host(url: str, setting: str) -> str:
+    """The URL's host as DNS compares it: lower case, without the root's trailing dot (``api.alpaca.markets.``
+    is ``api.alpaca.markets``). Refuses a URL that is not http(s) with a host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in ("http", "https") or not host:
+        raise OperatorNeeded(f"{setting} must be an http(s) URL with a host, such as {PAPER_URL}")
+    return host
 
 
 def credentials(settings: Settings) -> tuple[str, str]:

@@ -65,6 +65,35 @@ def test_an_explicit_url_may_not_contradict_the_mode() -> None:
         endpoints_for(Settings(broker_mode="live", allow_live=True, alpaca_url=PAPER_URL))
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.alpaca.markets.",
+        "https://API.Alpaca.Markets",
+        "https://api.alpaca.markets.:443/v2",
+        "http://api.alpaca.markets",
+        "https://user@api.alpaca.markets./",
+    ],
+)
+def test_the_live_endpoint_is_recognised_however_it_is_spelled(url: str) -> None:
+    with pytest.raises(OperatorNeeded, match="paper mode, but CATALYST_ALPACA_URL points at Alpaca's live"):
+        endpoints_for(Settings(alpaca_url=url))
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("alpaca_url", "paper-api.alpaca.markets"),
+        ("alpaca_url", "ftp://paper-api.alpaca.markets"),
+        ("alpaca_data_url", "https://"),
+    ],
+)
+def test_a_url_without_scheme_or_host_is_refused_naming_the_setting(field: str, url: str) -> None:
+    setting = "CATALYST_" + field.upper()
+    with pytest.raises(OperatorNeeded, match=f"^{setting} must be an http"):
+        endpoints_for(Settings(**{field: url}))
+
+
 def test_an_explicit_url_is_used_as_a_bare_origin() -> None:
     where = endpoints_for(Settings(alpaca_url="http://127.0.0.1:9/v2/", alpaca_data_url="http://127.0.0.1:8/"))
 
