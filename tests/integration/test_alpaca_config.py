@@ -91,7 +91,7 @@ def test_the_live_endpoint_is_recognised_however_it_is_spelled(url: str) -> None
 def test_a_url_without_scheme_or_host_is_refused_naming_the_setting(field: str, url: str) -> None:
     setting = "CATALYST_" + field.upper()
     with pytest.raises(OperatorNeeded, match=f"^{setting} must be an http"):
-        endpoints_for(Settings(**{field: url}))
+        endpoints_for(Settings.model_validate({field: url}))
 
 
 def test_an_explicit_url_is_used_as_a_bare_origin() -> None:
