@@ -1,5 +1,5 @@
-"""The ``catalyst-mcp`` command: serve, agent, status, reset, token, desktop-config, and sim (the simulated
-exchange's controls)."""
+"""The ``catalyst-mcp`` command: serve, agent, status, reset, token, desktop-config, db (the embedded
+PostgreSQL), and sim (the simulated exchange's controls)."""
 
 from __future__ import annotations
 
@@ -258,6 +258,68 @@ def _role(value: str) -> Role:
         raise
 
 
+db_app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@db_app.command("status")
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Where the embedded PostgreSQL lives, whether it runs, its version and size. It keeps running between
+    commands (every catalyst-mcp process of this data dir shares it) until `catalyst-mcp db stop`."""
+    settings = _settings(data_dir=data_dir)
+    from catalyst_mcp.store.embedded import default_data_dir, embedded_status
+
+    found = embedded_status(settings.data_dir or default_data_dir())
+    external = settings.database_url is not None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "data_dir": str(found.data_dir),
+                    "initialised": found.initialised,
+                    "running": found.running,
+                    "pid": found.pid,
+                    "version": found.version,
+                    "size_bytes": found.size_bytes,
+                    "in_use": not external,
+                },
+                indent=2,
+            )
+        )
+        return
+    state = f"running (pid {found.pid})" if found.running else "not running"
+    if not found.initialised:
+        state = "not created yet (the first command that needs it creates it)"
+    typer.echo(f"embedded PostgreSQL: {state}")
+    typer.echo(f"data dir:  {found.data_dir}")
+    if found.version is not None:
+        typer.echo(f"version:   PostgreSQL {found.version}")
+    typer.echo(f"size:      {found.size_bytes / 2**20:.1f} MiB")
+    if external:
+        typer.echo("in use:    no: CATALYST_DATABASE_URL points at another server")
+
+
+@db_app.command("stop")
+def db_stop(data_dir: DataDir = None) -> None:
+    """Stop the embedded PostgreSQL of the data dir (running servers and agents on it lose their database)."""
+    settings = _settings(data_dir=data_dir)
+    from catalyst_mcp.store.embedded import default_data_dir, embedded_status, stop_embedded_postgres
+
+    where = settings.data_dir or default_data_dir()
+    found = embedded_status(where)
+    if not found.running:
+        typer.echo(f"embedded PostgreSQL in {found.data_dir} is not running")
+        return
+    try:
+        stop_embedded_postgres(where)
+    except CatalystError as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"stopped the embedded PostgreSQL in {found.data_dir} (pid {found.pid})")
+
+
+app.add_typer(db_app, name="db", help="The embedded PostgreSQL: status and stop.")
 app.add_typer(sim_cli.app, name="sim", help="Controls of the simulated exchange (prices, fills, positions, faults).")
 
 

@@ -62,15 +62,13 @@ async def run_agent(
     try:
         async with AsyncExitStack() as stack:
             if child is not None:
-                stack.callback(child.finish)
+                stack.callback(lambda: child.finish(connected))
                 target: Transport = stdio_client(stdio_params(extra_env), errlog=child.writer)
             else:
                 assert url is not None
                 target = await _http(stack, url, token, refused)
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
-            if child is not None:
-                child.pass_through()
             return await _run(
                 ToolClient(session),
                 agent_id=agent_id,
@@ -122,50 +120,42 @@ async def _run(
 
 
 class _ChildStderr:
-    """The stdio server's stderr. Held back until the connection is made, so that a server that cannot start is
-    reported by its own line (``catalyst-mcp: …``) in the agent's one line; passed through from then on."""
+    """The stdio server's stderr, passed through as it comes (logs, start-up progress), except the server's own
+    failure line (``catalyst-mcp: …``): held back so that the agent reports it in its one line instead of
+    "Connection closed"; shown as is if the connection had been made."""
 
     PREFIX = "catalyst-mcp: "
-    HELD = 200  # lines kept while held back
 
     def __init__(self) -> None:
         read_fd, write_fd = os.pipe()
         self.writer = os.fdopen(write_fd, "w")
         self._reader = os.fdopen(read_fd, "r", encoding="utf-8", errors="replace")
-        self._lock = threading.Lock()
         self._held: list[str] = []
-        self._through = False
         self._thread = threading.Thread(target=self._pump, name="server-stderr", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
         with self._reader:
             for line in self._reader:
-                with self._lock:
-                    if self._through:
-                        sys.stderr.write(line)
-                        sys.stderr.flush()
-                    else:
-                        self._held = [*self._held[-(self.HELD - 1) :], line]
+                if line.startswith(self.PREFIX):
+                    self._held.append(line)
+                else:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
 
-    def pass_through(self) -> None:
-        with self._lock:
-            sys.stderr.writelines(self._held)
-            sys.stderr.flush()
-            self._held, self._through = [], True
-
-    def finish(self) -> None:
-        """Close our end and wait (bounded) for the server's last lines."""
+    def finish(self, connected: bool = False) -> None:
+        """Close our end and wait (bounded) for the server's last lines; after a connection, show held ones."""
         if not self.writer.closed:
             self.writer.close()
         self._thread.join(timeout=5)
+        if connected and self._held:
+            sys.stderr.writelines(self._held)
+            self._held = []
 
     def reason(self) -> str | None:
         """The server's own one-line failure, if it printed one."""
         self.finish()
-        with self._lock:
-            lines = [line.strip() for line in self._held if line.startswith(self.PREFIX)]
-        return lines[-1].removeprefix(self.PREFIX) if lines else None
+        return self._held[-1].strip().removeprefix(self.PREFIX) if self._held else None
 
 
 class _Refusal:

@@ -80,7 +80,13 @@ def ensure_embedded_postgres(data_dir: pathlib.Path) -> str:
                     )
                 _log.warning("embedded PostgreSQL (pid %d) in %s does not answer; restarting it", found.pid, data_dir)
             _clear_leftovers(pgdata, found)
+            first = not (pgdata / "PG_VERSION").exists()
+            if first:
+                _log.info("initialising the embedded PostgreSQL in %s (first start only, a few seconds)", pgdata)
+            began = time.monotonic()
             _start(pgdata)
+            if first:
+                _log.info("embedded PostgreSQL initialised and started in %.1f s", time.monotonic() - began)
             started = _read_postmaster(pgdata)
             if started is None or _wait_for_answer(started) is not _Answer.READY:
                 raise OperatorNeeded(
@@ -120,6 +126,46 @@ def stop_embedded_postgres(data_dir: pathlib.Path) -> None:
         raise
     except (OSError, psutil.Error) as exc:
         raise OperatorNeeded(f"embedded PostgreSQL in {data_dir} could not be stopped: {_one_line(exc)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedStatus:
+    """What ``catalyst-mcp db status`` shows of a data dir's embedded server."""
+
+    data_dir: pathlib.Path
+    initialised: bool  # the cluster exists (its first start has run)
+    running: bool
+    pid: int | None
+    uri: str | None
+    version: str | None  # the cluster's major version (PG_VERSION)
+    size_bytes: int  # the cluster's files on disk
+
+
+def embedded_status(data_dir: pathlib.Path) -> EmbeddedStatus:
+    """The embedded server of ``data_dir``, read without starting or touching it."""
+    data_dir = data_dir.expanduser().resolve()
+    pgdata = data_dir / "pg"
+    try:
+        version: str | None = (pgdata / "PG_VERSION").read_text().strip()
+    except OSError:
+        version = None
+    found = _read_postmaster(pgdata)
+    running = found is not None and _cluster_process(found.pid, pgdata) is not None
+    size = 0
+    if pgdata.is_dir():
+        for path in pgdata.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    size += path.stat().st_size
+    return EmbeddedStatus(
+        data_dir=data_dir,
+        initialised=version is not None,
+        running=running,
+        pid=found.pid if running and found is not None else None,
+        uri=found.uri if running and found is not None else None,
+        version=version,
+        size_bytes=size,
+    )
 
 
 @dataclass(frozen=True)
