@@ -39,8 +39,8 @@ async def record_decision(
     quote: Quote | None,
     audited: AuditEntry,
 ) -> None:
-    """The decision and its audit row in one statement (one transaction), committed without waiting for the
-    WAL flush: a decision lost in a crash sends no order (see ``db.commit_without_flush``)."""
+    """The decision and its audit row in one statement (one transaction), committed durably: the client is
+    told "approved" only once the approval would survive a crash of the database."""
     await conn.execute(
         f"""WITH decision AS (
                INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
@@ -50,7 +50,7 @@ async def record_decision(
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                        $21, $22, $23, $29, $30, $31, $32)),
            audited AS ({audit.insert_sql(24, 2, identity=33)})
-           SELECT set_config('synchronous_commit', 'off', true)""",
+           SELECT 1""",
         approval_id,
         cycle_id,
         market.value,

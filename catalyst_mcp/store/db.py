@@ -51,8 +51,8 @@ def transaction(conn: Conn) -> Transaction:
 
 async def commit_without_flush(conn: Conn) -> None:
     """Let this transaction commit without waiting for the WAL flush. Only for records whose loss in a crash
-    is safe: a lost approval can send no order, a lost phase event only hides progress. Orders, fills and
-    positions always commit synchronously."""
+    is safe: a lost phase event only hides progress. Approvals, orders, fills and positions always commit
+    durably (a client told "approved" must find its approval after a crash)."""
     await conn.execute("SET LOCAL synchronous_commit TO off")
 
 
