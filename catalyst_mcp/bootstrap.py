@@ -6,6 +6,7 @@ Everything it opens is closed on exit."""
 from __future__ import annotations
 
 import functools
+import logging
 import pathlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -41,11 +42,13 @@ from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.calendar_cache import warm_calendar
 from catalyst_mcp.store.changes import PgChanges
 from catalyst_mcp.store.db import Database, connect, create_pool
-from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres
+from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres, needs_restart
 from catalyst_mcp.store.lane import Lane
 from catalyst_mcp.store.migrate import apply_migrations
 from catalyst_mcp.store.tokens import TokenFile
 from catalyst_mcp.store.wipe import wipe_book
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,25 @@ async def database_uri(settings: Settings) -> str:
         return settings.database_url.get_secret_value()
     data_dir = settings.data_dir or default_data_dir()
     return await anyio.to_thread.run_sync(ensure_embedded_postgres, data_dir)
+
+
+EMBEDDED_CHECK_SECONDS = 2.0
+
+
+async def keep_embedded_alive(data_dir: pathlib.Path) -> None:
+    """Restart the embedded PostgreSQL when it dies under this process (killed, crashed), unless an operator
+    stopped it (``catalyst-mcp db stop``). The pools reconnect by themselves once it answers again."""
+    while True:
+        await anyio.sleep(EMBEDDED_CHECK_SECONDS)
+        if not await anyio.to_thread.run_sync(needs_restart, data_dir):
+            continue
+        log.warning("the embedded PostgreSQL in %s stopped under this server; restarting it", data_dir)
+        try:
+            await anyio.to_thread.run_sync(ensure_embedded_postgres, data_dir)
+        except OperatorNeeded as exc:
+            log.error("the embedded PostgreSQL could not be restarted: %s", exc)
+        else:
+            log.warning("the embedded PostgreSQL in %s is back", data_dir)
 
 
 @asynccontextmanager
@@ -104,6 +126,10 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     async with open_store(settings) as (pool, uri), AsyncExitStack() as stack:
         lane = Lane(profile.market, functools.partial(connect, uri), wait_seconds=settings.lane_wait_seconds)
         stack.push_async_callback(lane.close)
+        if settings.database_url is None:  # the embedded server: this process brings it back if it dies
+            watch = await stack.enter_async_context(anyio.create_task_group())
+            watch.start_soon(keep_embedded_alive, settings.data_dir or default_data_dir())
+            stack.callback(watch.cancel_scope.cancel)
         broker: Broker
         market_data: MarketData
         if settings.broker is BrokerKind.ALPACA:
@@ -112,7 +138,7 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
             broker, market_data = await stack.enter_async_context(open_alpaca_lazily(settings, profile, wall))
         else:
             # The simulated exchange is a venue of its own: its own small pool, never the request pool.
-            sim_pool = await create_pool(uri, min_size=1, max_size=4)
+            sim_pool = await create_pool(uri, min_size=1, max_size=4, guarded=True)
             stack.push_async_callback(sim_pool.close)
             broker = market_data = SimExchange(
                 sim_pool,

@@ -303,7 +303,8 @@ def db_status(
 
 @db_app.command("stop")
 def db_stop(data_dir: DataDir = None) -> None:
-    """Stop the embedded PostgreSQL of the data dir (running servers and agents on it lose their database)."""
+    """Stop the embedded PostgreSQL of the data dir. Running servers on it answer "the database is unavailable"
+    and do not restart it; the next command that needs it starts it again."""
     settings = _settings(data_dir=data_dir)
     from catalyst_mcp.store.embedded import default_data_dir, embedded_status, stop_embedded_postgres
 
@@ -313,7 +314,7 @@ def db_stop(data_dir: DataDir = None) -> None:
         typer.echo(f"embedded PostgreSQL in {found.data_dir} is not running")
         return
     try:
-        stop_embedded_postgres(where)
+        stop_embedded_postgres(where, by_operator=True)
     except CatalystError as exc:
         _fail(str(exc), 1)
     typer.echo(f"stopped the embedded PostgreSQL in {found.data_dir} (pid {found.pid})")

@@ -4,6 +4,7 @@ and the gate that lists and admits only the tools of the caller's role."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,12 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp_types import CallToolResult, ListToolsResult, TextContent
 
+from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.roles import EVERY_TOOL, Role, may_call
 from catalyst_mcp.ports import Grants
 from catalyst_mcp.services.audit import Caller
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +107,28 @@ class AuditCalls:
         if ctx.method != "tools/call":
             return await call_next(ctx)
         started = time.perf_counter()
-        outcome = "error: the call did not finish"
         try:
             result = await call_next(ctx)
-            outcome = _outcome(result)
-            return result
-        finally:
+        except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._record(ctx, outcome, round((time.perf_counter() - started) * 1000))
+                await self._record_or_say(ctx, "error: the call did not finish", started)
+            raise
+        with anyio.CancelScope(shield=True):
+            failure = await self._record_or_say(ctx, _outcome(result), started)
+        if failure is not None and not _is_error(result):
+            # A call that cannot be audited fails (with the database gone, nothing it did was written either).
+            name = str((ctx.params or {}).get("name"))[:64]
+            return CallToolResult(content=[TextContent(type="text", text=f"{name}: {failure}")], is_error=True)
+        return result
+
+    async def _record_or_say(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> str | None:
+        """Write the call row; if the database cannot take it, log why and return it as one line."""
+        try:
+            await self._record(ctx, outcome, round((time.perf_counter() - started) * 1000))
+        except CatalystError as exc:
+            log.warning("the call row of %s could not be written: %s", (ctx.params or {}).get("name"), exc)
+            return str(exc)
+        return None
 
     async def _record(self, ctx: ServerRequestContext[Any, Any], outcome: str, duration_ms: int) -> None:
         serving = ctx.lifespan_context
@@ -131,6 +149,12 @@ class AuditCalls:
             cycle_id if isinstance(cycle_id, str) and len(cycle_id) <= 64 else None,
             duration_ms,
         )
+
+
+def _is_error(result: HandlerResult) -> bool:
+    if isinstance(result, CallToolResult):
+        return bool(result.is_error)
+    return isinstance(result, dict) and bool(result.get("isError"))
 
 
 def _outcome(result: HandlerResult) -> str:

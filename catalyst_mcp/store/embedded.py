@@ -38,6 +38,7 @@ _BUSY_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
 _POLL_INTERVAL = 0.05
 _CANNOT_CONNECT_NOW = "57P03"
+_STOPPED = "stopped-by-operator"  # in the data dir: `catalyst-mcp db stop` ran; servers do not restart it
 
 # pgserver guards start-up with a class-level fasteners lock, which is not thread-safe within one process.
 _in_process = threading.Lock()
@@ -67,6 +68,7 @@ def ensure_embedded_postgres(data_dir: pathlib.Path) -> str:
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         pgdata.mkdir(mode=0o700, exist_ok=True)
+        (data_dir / _STOPPED).unlink(missing_ok=True)  # an explicit start ends an operator's stop
         with _in_process, _start_lock(data_dir):
             found = _read_postmaster(pgdata)
             if found is not None and _cluster_process(found.pid, pgdata) is not None:
@@ -106,12 +108,15 @@ def ensure_embedded_postgres(data_dir: pathlib.Path) -> str:
         raise OperatorNeeded(f"embedded PostgreSQL in {data_dir} failed to start: {_one_line(exc)}") from exc
 
 
-def stop_embedded_postgres(data_dir: pathlib.Path) -> None:
-    """Stop the embedded server of ``data_dir`` if it runs (fast shutdown, then kill)."""
+def stop_embedded_postgres(data_dir: pathlib.Path, *, by_operator: bool = False) -> None:
+    """Stop the embedded server of ``data_dir`` if it runs (fast shutdown, then kill). ``by_operator``
+    (``catalyst-mcp db stop``): running servers leave it stopped until a command starts it again."""
     data_dir = data_dir.expanduser().resolve()
     pgdata = data_dir / "pg"
     if not pgdata.is_dir():
         return
+    if by_operator:
+        (data_dir / _STOPPED).touch()
     try:
         with _in_process, _start_lock(data_dir):
             found = _read_postmaster(pgdata)
@@ -126,6 +131,17 @@ def stop_embedded_postgres(data_dir: pathlib.Path) -> None:
         raise
     except (OSError, psutil.Error) as exc:
         raise OperatorNeeded(f"embedded PostgreSQL in {data_dir} could not be stopped: {_one_line(exc)}") from exc
+
+
+def needs_restart(data_dir: pathlib.Path) -> bool:
+    """Whether the embedded server of ``data_dir`` died under its users: created, not running, and not stopped
+    by an operator. Cheap (a file and a process lookup): a running server polls it."""
+    data_dir = data_dir.expanduser().resolve()
+    pgdata = data_dir / "pg"
+    if not (pgdata / "PG_VERSION").exists() or (data_dir / _STOPPED).exists():
+        return False
+    found = _read_postmaster(pgdata)
+    return found is None or _cluster_process(found.pid, pgdata) is None
 
 
 @dataclass(frozen=True, slots=True)

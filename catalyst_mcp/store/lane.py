@@ -21,6 +21,7 @@ import asyncpg
 
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.errors import TemporaryFailure
+from catalyst_mcp.store.db import gone, reaching_the_database
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,13 @@ class Lane:
             if waiting.cancelled_caught:
                 raise self._busy() from None
         try:
-            conn = await self._acquire_lock()
-            try:
-                yield conn
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._unlock(conn)
+            async with reaching_the_database():
+                conn = await self._acquire_lock()
+                try:
+                    yield conn
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._unlock(conn)
         finally:
             self._queue.release()
 
@@ -90,8 +92,8 @@ class Lane:
         if self._conn is None or self._conn.is_closed():
             try:
                 self._conn = await self._connect()
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise TemporaryFailure(f"cannot reach PostgreSQL for the order lane: {type(exc).__name__}") from None
+            except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                raise gone(exc) from None
         return self._conn
 
     async def _unlock(self, conn: asyncpg.Connection) -> None:
