@@ -122,8 +122,9 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
     wall = clock or SystemClock()
     profile = profile_for(settings.market)
     cache_dir = (settings.data_dir or default_data_dir()) / "cache"
-    await anyio.to_thread.run_sync(warm_calendar, profile, cache_dir)
     async with open_store(settings) as (pool, uri), AsyncExitStack() as stack:
+        # After the store: a data dir that cannot be used is reported once, by the database's start.
+        await anyio.to_thread.run_sync(warm_calendar, profile, cache_dir)
         lane = Lane(profile.market, functools.partial(connect, uri), wait_seconds=settings.lane_wait_seconds)
         stack.push_async_callback(lane.close)
         if settings.database_url is None:  # the embedded server: this process brings it back if it dies

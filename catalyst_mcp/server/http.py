@@ -48,21 +48,35 @@ def http_server(settings: Settings, host: str, runtime: Runtime | None = None) -
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
-    """Serve until stopped. The host is checked, then the runtime (database, broker check) opened, before the
-    ASGI server starts: a start-up failure ends the program with its one line, not the ASGI server's
-    traceback."""
+    """Serve until stopped. The host is checked and the port bound, then the runtime (database, broker check)
+    opened, before the ASGI server starts: a start-up failure ends the program with its one line, not the ASGI
+    server's traceback."""
     http_server(settings, host)  # refuses a non-loopback host without tokens before anything is opened
-    async with open_runtime(settings) as runtime:
-        app = http_server(settings, host, runtime).streamable_http_app(host=host)
-        await serve_app(app, host, port, settings.log_level)
+    sock = bind(host, port)
+    try:
+        async with open_runtime(settings) as runtime:
+            app = http_server(settings, host, runtime).streamable_http_app(host=host)
+            await serve_app(app, host, port, settings.log_level, sock=sock)
+    finally:
+        sock.close()
 
 
-async def serve_app(app: ASGIApp, host: str, port: int, log_level: str) -> None:
-    """Serve an MCP HTTP app until stopped; prints ``listening on http://HOST:PORT/mcp`` once it is ready."""
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``; a port in use or an address that is not ours is one line."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only then, and without it keep-alive calls wait ~40 ms.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OperatorNeeded(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+async def serve_app(app: ASGIApp, host: str, port: int, log_level: str, *, sock: socket.socket | None = None) -> None:
+    """Serve an MCP HTTP app until stopped; prints ``listening on http://HOST:PORT/mcp`` once it is ready."""
+    sock = sock if sock is not None else bind(host, port)
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, log_level=log_level.lower(), lifespan="on", access_log=False)
     await _AnnouncingServer(config, f"http://{host}:{bound_port}/mcp").serve(sockets=[sock])

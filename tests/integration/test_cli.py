@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from mcp import Client
@@ -102,6 +104,27 @@ def test_alpaca_without_keys_stops_with_one_line_and_exit_code_2(database_url: s
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [line]
     assert done.stdout == ""
+
+
+def test_a_port_in_use_stops_the_http_server_with_one_line(database_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("serve", "--http", "--port", str(port), env={"CATALYST_DATABASE_URL": database_url})
+    assert done.returncode == 2
+    said = f"catalyst-mcp: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert done.stderr.strip().splitlines() == [said]
+
+
+@pytest.mark.parametrize("command", [["serve"], ["status"]])
+def test_a_data_dir_that_cannot_be_used_stops_start_up_with_one_line(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    where = tmp_path / "a-file" / "data"
+    done = cli(*command, env={"CATALYST_DATA_DIR": str(where)}, timeout=60)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"catalyst-mcp: embedded PostgreSQL in {where} failed to start: "), line
 
 
 def test_an_unknown_agent_mode_is_refused_in_one_line() -> None:
