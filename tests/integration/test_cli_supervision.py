@@ -127,7 +127,7 @@ async def test_reset_is_refused_on_alpaca_and_on_the_simulator_keeps_the_audit_a
     # A real broker: refused in one line, nothing touched.
     alpaca = {**env, "CATALYST_BROKER": "alpaca", "APCA_API_KEY_ID": "k", "APCA_API_SECRET_KEY": "s"}
     refused = cli("reset", "--yes", env=alpaca)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # the operator must change the configuration
     line = one_line(refused.stderr)
     assert "trades on alpaca" in line and "refused" in line
     assert await db_value(database_url, "SELECT count(*) FROM cycles") == cycles
