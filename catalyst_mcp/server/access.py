@@ -98,7 +98,7 @@ class RoleGate:
 class AuditCalls:
     """Middleware: every ``tools/call`` — answered, refused by the role gate or by argument validation, or
     failed — leaves one call row with the caller, the arguments (secrets redacted), the outcome and the
-    duration. A row that cannot be written fails the call."""
+    duration. A call row the database cannot take (it is gone) is logged as a warning; the answer stands."""
 
     def __init__(self, default_role: Role) -> None:
         self._default = default_role
@@ -114,21 +114,17 @@ class AuditCalls:
                 await self._record_or_say(ctx, "error: the call did not finish", started)
             raise
         with anyio.CancelScope(shield=True):
-            failure = await self._record_or_say(ctx, _outcome(result), started)
-        if failure is not None and not _is_error(result):
-            # A call that cannot be audited fails (with the database gone, nothing it did was written either).
-            name = str((ctx.params or {}).get("name"))[:64]
-            return CallToolResult(content=[TextContent(type="text", text=f"{name}: {failure}")], is_error=True)
+            await self._record_or_say(ctx, _outcome(result), started)
+        # The answer stands even if its call row could not be written: what the call changed has its own effect
+        # row, written with the change, and turning a done write into an error would invite a second one.
         return result
 
-    async def _record_or_say(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> str | None:
-        """Write the call row; if the database cannot take it, log why and return it as one line."""
+    async def _record_or_say(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> None:
+        """Write the call row; if the database cannot take it, say why in the log."""
         try:
             await self._record(ctx, outcome, round((time.perf_counter() - started) * 1000))
         except CatalystError as exc:
             log.warning("the call row of %s could not be written: %s", (ctx.params or {}).get("name"), exc)
-            return str(exc)
-        return None
 
     async def _record(self, ctx: ServerRequestContext[Any, Any], outcome: str, duration_ms: int) -> None:
         serving = ctx.lifespan_context
@@ -149,12 +145,6 @@ class AuditCalls:
             cycle_id if isinstance(cycle_id, str) and len(cycle_id) <= 64 else None,
             duration_ms,
         )
-
-
-def _is_error(result: HandlerResult) -> bool:
-    if isinstance(result, CallToolResult):
-        return bool(result.is_error)
-    return isinstance(result, dict) and bool(result.get("isError"))
 
 
 def _outcome(result: HandlerResult) -> str:
