@@ -14,6 +14,7 @@ from catalyst_mcp.bootstrap import Runtime, open_grants, open_runtime, tokens_pa
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.domain.roles import Role
+from catalyst_mcp.ports import Grants
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.server.toolkit import Serving
 
@@ -36,22 +37,30 @@ def http_server(settings: Settings, host: str, runtime: Runtime | None = None) -
     """The server for HTTP on ``host``: with tokens in the tokens file every request needs one (HTTP 401
     otherwise); without, it serves loopback only, every caller in ``CATALYST_ROLE`` (default observer).
     ``runtime``: opened by the caller and shared (else each lifespan opens its own)."""
-    grants = open_grants(settings)
-    if grants.is_empty():
-        if host not in LOOPBACK:
-            raise OperatorNeeded(
-                f"no tokens in {tokens_path(settings)}: serving {host} would let anyone on the network trade;"
-                " add one with `catalyst-mcp token add SUBJECT --role ROLE`, or serve 127.0.0.1"
-            )
+    grants = grants_for(settings, host)
+    if grants is None:
         return build_server(settings, runtime=runtime, role=settings.role or Role.OBSERVER)
     return build_server(settings, runtime=runtime, grants=grants)
+
+
+def grants_for(settings: Settings, host: str) -> Grants | None:
+    """The tokens to check, or None when there are none; then only a loopback ``host`` may be served."""
+    grants = open_grants(settings)
+    if not grants.is_empty():
+        return grants
+    if host not in LOOPBACK:
+        raise OperatorNeeded(
+            f"no tokens in {tokens_path(settings)}: serving {host} would let anyone on the network trade;"
+            " add one with `catalyst-mcp token add SUBJECT --role ROLE`, or serve 127.0.0.1"
+        )
+    return None
 
 
 async def serve_http(settings: Settings, host: str, port: int) -> None:
     """Serve until stopped. The host is checked and the port bound, then the runtime (database, broker check)
     opened, before the ASGI server starts: a start-up failure ends the program with its one line, not the ASGI
     server's traceback."""
-    http_server(settings, host)  # refuses a non-loopback host without tokens before anything is opened
+    grants_for(settings, host)  # refuses a non-loopback host without tokens before anything is opened
     sock = bind(host, port)
     try:
         async with open_runtime(settings) as runtime:
