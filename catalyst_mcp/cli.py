@@ -89,10 +89,11 @@ def serve(
         _run(lambda: serve_http(settings, host, port))
         return
     from catalyst_mcp.server.app import build_server
+    from catalyst_mcp.server.stdio import run_stdio
 
     server = build_server(settings)
     configure_logging(settings.log_level)  # MCPServer configures logging at construction; take it back
-    _run(server.run_stdio_async)
+    _run(lambda: run_stdio(server))
 
 
 @app.command()

@@ -101,8 +101,9 @@ class Call:
             raise InvalidInput(f"cycle {self.cycle.cycle_id} is a scan cycle: {self.tool} is not allowed in it")
 
 
-def open_call(ctx: Ctx) -> Call:
-    """The resolver that hands each tool its ``Call``."""
+async def open_call(ctx: Ctx) -> Call:
+    """The resolver that hands each tool its ``Call``. A coroutine: the SDK runs a plain function resolver in
+    a worker thread, a thread hop per call for nothing."""
     serving = ctx.request_context.lifespan_context
     caller = caller_of(ctx.request_context, serving.default_role)
     return Call(serving.services, serving.cache, caller, serving.services.clock.now())

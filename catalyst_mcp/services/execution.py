@@ -40,7 +40,7 @@ from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.protection import Levels, Protection
 from catalyst_mcp.services.reading import Reading, SnapshotReader
 from catalyst_mcp.services.workflow import refuse_outside_own_cycle
-from catalyst_mcp.store import approvals, book, orders
+from catalyst_mcp.store import approvals, book_snapshot, orders
 from catalyst_mcp.store.db import Conn, Database, transaction
 from catalyst_mcp.store.lane import Lane
 
@@ -370,10 +370,8 @@ class ExecutionService:
         replayed: bool,
         quote: Quote | None = None,
     ) -> ExecutionResult:
-        position = await book.position_of(conn, self.market, order.symbol)
-        legs = await orders.working_legs(conn, self.market, order.symbol) if position else {}
+        position, protected = await book_snapshot.position_with_legs(conn, self.market, order.symbol)
         reason = order.reject_reason if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) else None
-        protected = legs.get(order.symbol, (None, None))
         return ExecutionResult(order, approval, position, replayed, reason, quote, protected)
 
 

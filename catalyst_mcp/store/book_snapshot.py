@@ -112,3 +112,34 @@ async def read_book_snapshot(
         if row["agent_cycle"] is None
         else ActiveCycle(row["agent_cycle"][0], CycleMode(row["agent_cycle"][1]), row["agent_cycle"][2]),
     )
+
+
+_POSITION_WITH_LEGS: Final = f"""
+SELECT p.position_id, p.symbol, p.side, p.quantity, p.avg_entry_price, p.stop_loss, p.take_profit, p.opened_at,
+    (SELECT stop_price FROM orders WHERE market = $1 AND symbol = $2 AND role = 'stop_loss'
+       AND status IN {_WORKING} AND broker_order_id IS NOT NULL ORDER BY order_id DESC LIMIT 1) AS leg_stop,
+    (SELECT limit_price FROM orders WHERE market = $1 AND symbol = $2 AND role = 'take_profit'
+       AND status IN {_WORKING} AND broker_order_id IS NOT NULL ORDER BY order_id DESC LIMIT 1) AS leg_target
+FROM positions p WHERE p.market = $1 AND p.symbol = $2 AND p.status = 'open'
+"""
+
+
+async def position_with_legs(
+    conn: Conn, market: Market, symbol: str
+) -> tuple[Position | None, tuple[Decimal | None, Decimal | None]]:
+    """The symbol's open position and the (stop, take-profit) prices of its newest protective legs working at
+    the broker, in one statement; (None, (None, None)) when nothing is open."""
+    row = await conn.fetchrow(_POSITION_WITH_LEGS, market.value, symbol)
+    if row is None:
+        return None, (None, None)
+    position = Position(
+        position_id=row["position_id"],
+        symbol=row["symbol"],
+        side=PositionSide(row["side"]),
+        quantity=row["quantity"],
+        avg_entry_price=row["avg_entry_price"],
+        stop_loss=row["stop_loss"],
+        take_profit=row["take_profit"],
+        opened_at=row["opened_at"],
+    )
+    return position, (row["leg_stop"], row["leg_target"])
