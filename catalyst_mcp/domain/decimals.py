@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
+from decimal import MAX_PREC, ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
+
+# Normalising under this context strips trailing zeros and never rounds, whatever the number of digits.
+_EXACT = Context(prec=MAX_PREC)
 
 
 def plain(value: Decimal) -> str:
     """A decimal in plain notation without trailing zeros: ``100``, ``190.12``, never ``1E+2``."""
     if not value.is_finite():
         raise ValueError(f"not a finite decimal: {value}")
-    exact = Context(prec=max(28, len(value.as_tuple().digits)))
-    text = format(value.normalize(exact), "f")
+    text = format(value.normalize(_EXACT), "f")
     return "0" if text in ("-0", "0") else text
 
 
