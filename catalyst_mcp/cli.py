@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -282,6 +283,7 @@ def db_status(
                     "initialised": found.initialised,
                     "running": found.running,
                     "pid": found.pid,
+                    "uri": found.uri,
                     "version": found.version,
                     "size_bytes": found.size_bytes,
                     "in_use": not external,
@@ -321,7 +323,50 @@ def db_stop(data_dir: DataDir = None) -> None:
     typer.echo(f"stopped the embedded PostgreSQL in {found.data_dir} (pid {found.pid})")
 
 
-app.add_typer(db_app, name="db", help="The embedded PostgreSQL: status and stop.")
+@db_app.command("dump")
+def db_dump(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="the dump file (default: catalyst-YYYYmmdd-HHMMSS.dump here)"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace the file if it exists")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Back up the database in use (the embedded one, or CATALYST_DATABASE_URL's) with pg_dump, in custom
+    format: restore with `pg_restore --clean --if-exists --dbname URL FILE`. The file appears complete or not at
+    all. An embedded server that was stopped is started for the dump and stopped again."""
+    settings = _settings(data_dir=data_dir)
+    from catalyst_mcp.store.backup import dump_database
+    from catalyst_mcp.store.embedded import default_data_dir, embedded_status, ensure_embedded_postgres
+
+    target = (output or Path(f"catalyst-{datetime.now().astimezone():%Y%m%d-%H%M%S}.dump")).expanduser().absolute()
+    where = settings.data_dir or default_data_dir()
+    restop: bool | None = None  # whether to stop the embedded server again afterwards (by the operator: True)
+    try:
+        if settings.database_url is not None:
+            uri = settings.database_url.get_secret_value()
+        else:
+            before = embedded_status(where)
+            if not before.initialised:
+                _fail(f"there is no embedded database in {before.data_dir} yet: nothing to back up")
+            if not before.running:
+                restop = before.stopped_by_operator
+            uri = ensure_embedded_postgres(where)
+        size = dump_database(
+            uri, target, force=force, announce=lambda: typer.echo(f"dumping the database to {target} …", err=True)
+        )
+    except CatalystError as exc:
+        _fail(str(exc))
+        raise
+    finally:
+        if restop is not None:
+            from catalyst_mcp.store.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(where, by_operator=restop)
+    typer.echo(f"wrote {target} ({size / 2**20:.1f} MiB)")
+
+
+app.add_typer(db_app, name="db", help="The embedded PostgreSQL: status, stop and dump.")
 app.add_typer(sim_cli.app, name="sim", help="Controls of the simulated exchange (prices, fills, positions, faults).")
 
 

@@ -155,6 +155,7 @@ class EmbeddedStatus:
     uri: str | None
     version: str | None  # the cluster's major version (PG_VERSION)
     size_bytes: int  # the cluster's files on disk
+    stopped_by_operator: bool = False  # `catalyst-mcp db stop` stopped it: running servers leave it stopped
 
 
 def embedded_status(data_dir: pathlib.Path) -> EmbeddedStatus:
@@ -181,6 +182,7 @@ def embedded_status(data_dir: pathlib.Path) -> EmbeddedStatus:
         uri=found.uri if running and found is not None else None,
         version=version,
         size_bytes=size,
+        stopped_by_operator=(data_dir / _STOPPED).exists(),
     )
 
 

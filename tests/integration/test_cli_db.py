@@ -1,16 +1,19 @@
-"""`catalyst-mcp db status` and `db stop` on a data dir of their own, and the first start saying what it does."""
+"""`catalyst-mcp db status`, `db stop` and `db dump` on a data dir of their own, and the first start saying what
+it does."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from catalyst_mcp.store.backup import pg_dump_program
 from catalyst_mcp.store.embedded import embedded_status, ensure_embedded_postgres, stop_embedded_postgres
 from tests.integration.test_cli import cli
 
@@ -49,6 +52,7 @@ def test_db_status_and_stop_follow_the_embedded_server_through_its_life(
     assert running["running"] is True and running["initialised"] is True and running["in_use"] is True
     assert isinstance(running["pid"], int) and running["version"] and int(str(running["size_bytes"])) > 10**6
     assert running["data_dir"] == str(data_dir.resolve())
+    assert str(running["uri"]).startswith("postgresql://postgres@/postgres?host=")
     shown = cli("db", "status", "--data-dir", str(data_dir))
     assert f"running (pid {running['pid']})" in shown.stdout and "PostgreSQL " in shown.stdout
 
@@ -69,3 +73,67 @@ def test_db_status_says_when_another_server_is_in_use(data_dir: Path) -> None:
     done = cli("db", "status", "--data-dir", str(data_dir), env={"CATALYST_DATABASE_URL": "postgresql://x@h/db"})
     assert done.returncode == 0 and "CATALYST_DATABASE_URL points at another server" in done.stdout
     assert "postgresql://" not in done.stdout, "the URL (it may hold a password) is not shown"
+
+
+PG_RESTORE = Path(str(pg_dump_program())).with_name("pg_restore")
+
+
+def listed(dump: Path) -> str:
+    done = subprocess.run([str(PG_RESTORE), "--list", str(dump)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_db_dump_writes_a_restorable_dump_of_the_database_in_use_and_never_replaces_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "backup.dump"
+    env = {"CATALYST_DATABASE_URL": database_url}
+    done = cli("db", "dump", "--output", str(target), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {target} (") and done.stdout.endswith(" MiB)\n")
+    assert f"dumping the database to {target}" in done.stderr
+    assert " TABLE public orders " in listed(target) and " TABLE public positions " in listed(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["backup.dump"], "no partial file is left beside it"
+
+    size = target.stat().st_size
+    again = cli("db", "dump", "--output", str(target), env=env)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert (
+        again.stderr.strip()
+        == f"catalyst-mcp: {target} already exists: choose another --output or pass --force to replace it"
+    )
+    assert target.stat().st_size == size
+    forced = cli("db", "dump", "--output", str(target), "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_db_dump_refusals_are_one_line_and_leave_no_file(database_url: str, tmp_path: Path) -> None:
+    missing = cli(
+        "db", "dump", "--output", str(tmp_path / "no" / "x.dump"), env={"CATALYST_DATABASE_URL": database_url}
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"catalyst-mcp: cannot write the dump: {tmp_path / 'no'} is not a directory"
+
+    secret = "s3cret-pw"
+    target = tmp_path / "x.dump"
+    unreachable = cli(
+        "db", "dump", "--output", str(target), env={"CATALYST_DATABASE_URL": f"postgresql://u:{secret}@127.0.0.1:1/db"}
+    )
+    assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
+    last = unreachable.stderr.strip().splitlines()[-1]
+    assert last.startswith("catalyst-mcp: pg_dump failed: ") and secret not in unreachable.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_dump_of_a_stopped_embedded_database_leaves_it_stopped(data_dir: Path, tmp_path: Path) -> None:
+    nothing = cli("db", "dump", "--data-dir", str(data_dir), "--output", str(tmp_path / "a.dump"))
+    assert nothing.returncode == 2 and "nothing to back up" in nothing.stderr
+
+    ensure_embedded_postgres(data_dir)
+    assert cli("db", "stop", "--data-dir", str(data_dir)).returncode == 0
+    done = cli("db", "dump", "--data-dir", str(data_dir), "--output", str(tmp_path / "a.dump"))
+    assert done.returncode == 0, done.stderr
+    assert "dbname: postgres" in listed(tmp_path / "a.dump")  # nothing has migrated it yet: an empty database
+    after = embedded_status(data_dir)
+    assert not after.running and after.stopped_by_operator, "an operator's stop stands after the dump"
