@@ -129,6 +129,7 @@ class ChangeListener:
                     _log.warning("change listener cannot reconnect (%s); retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RECONNECT_MAX_S)
+            _log.info("change listener reconnected: listening again")
             self._on_state(True)
 
     async def stop(self) -> None:

@@ -1,6 +1,6 @@
 """PostgreSQL dies under a running server: every call answers within a bounded time with one line saying to
 retry, nothing is half-written, the process that uses the embedded server restarts it, and the server carries
-on by itself — pools, the order lane and the change listener reconnect. An operator's `db stop` is respected."""
+on by itself — pools, the order lane and the change listener reconnect, and subscribers are told to read again. An operator's `db stop` is respected."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from catalyst_mcp.server.app import build_server
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, needs_restart, stop_embedded_postgres
 from tests.e2e.conftest import Tools
 from tests.integration.test_durability import kill_cluster
+from tests.integration.test_workflow_notifications import CURRENT, Notices, call, read
 
 pytestmark = pytest.mark.anyio
 
@@ -81,3 +82,43 @@ def test_an_operators_stop_is_not_undone_by_a_running_server(data_dir: Path) -> 
     ensure_embedded_postgres(data_dir)  # an explicit start ends the operator's stop
     kill_cluster(data_dir)
     assert needs_restart(data_dir), "killed: the servers using it bring it back"
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # legacy resources/subscribe
+async def test_subscribers_are_told_to_read_again_when_the_database_returns_and_hear_each_change_after(
+    data_dir: Path,
+) -> None:
+    settings = load_settings(data_dir=data_dir, log_level="ERROR")
+    notices = Notices()
+    async with (
+        open_runtime(settings) as runtime,
+        open_runtime(settings) as elsewhere,  # a second server process on the same database, in effect
+    ):
+        server, other = build_server(settings, runtime=runtime), build_server(settings, runtime=elsewhere)
+        async with (
+            Client(server) as agent,
+            Client(other) as writer,
+            Client(server, mode="legacy", message_handler=notices.legacy_handler) as observer,
+        ):
+            cycle = (await call(agent, "start_cycle", agent_id="survivor"))["cycle_id"]
+            for uri in (CURRENT, f"catalyst://cycles/{cycle}"):
+                await observer.session.subscribe_resource(uri)
+            assert [c["cycle_id"] for c in (await read(observer, CURRENT))["cycles"]] == [cycle]  # now cached
+
+            kill_cluster(data_dir)
+            with anyio.fail_after(RECOVERY_BOUND_S):
+                for _ in range(RECOVERY_BOUND_S * 5):
+                    if not (await writer.call_tool("workflow_status", {})).is_error:
+                        break
+                    await anyio.sleep(0.2)
+            mark = len(notices.uris)
+            # The database is back: the listener resumes and says everything it serves may have changed.
+            after = await notices.until(CURRENT, mark)
+
+            # A change on the other server after the return reaches this server's subscriber and its reads.
+            second = (await call(writer, "start_cycle", agent_id="newcomer"))["cycle_id"]
+            await notices.until(CURRENT, after)
+            assert second in [c["cycle_id"] for c in (await read(observer, CURRENT))["cycles"]]
+            await observer.session.subscribe_resource(f"catalyst://cycles/{second}")
+            await call(writer, "get_portfolio", cycle_id=second)
+            await notices.until(f"catalyst://cycles/{second}", after)
