@@ -1,6 +1,7 @@
 """PostgreSQL dies under a running server: every call answers within a bounded time with one line saying to
 retry, nothing is half-written, the process that uses the embedded server restarts it, and the server carries
-on by itself — pools, the order lane and the change listener reconnect, and subscribers are told to read again. An operator's `db stop` is respected."""
+on by itself — pools, the order lane and the change listener reconnect, and subscribers are told to read again.
+An operator's `db stop` is respected."""
 
 from __future__ import annotations
 
