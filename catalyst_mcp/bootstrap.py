@@ -37,6 +37,7 @@ from catalyst_mcp.services.reading import SnapshotReader
 from catalyst_mcp.services.suite import Services
 from catalyst_mcp.services.supervision import SupervisionService
 from catalyst_mcp.services.sync import SyncService
+from catalyst_mcp.services.technicals import TechnicalsService
 from catalyst_mcp.services.workflow import WorkflowService
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.calendar_cache import warm_calendar
@@ -198,6 +199,7 @@ def assemble(rt: Runtime) -> Services:
         orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
         sync=sync,
         portfolio=PortfolioService(db, broker, data, clock, rt.profile),
+        technicals=TechnicalsService(data, rt.profile),
         directives=directives,
         supervision=SupervisionService(db, rt.lane, halting, directives, broker, clock, market),
         audit=AuditService(db, timedelta(days=settings.audit_retention_days)),

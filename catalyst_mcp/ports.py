@@ -11,6 +11,7 @@ from catalyst_mcp.domain.changes import Change, Published
 from catalyst_mcp.domain.enums import BrokerMode, Side
 from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
 from catalyst_mcp.domain.roles import Grant
+from catalyst_mcp.signals.bars import Bar, BarSize
 
 
 class Clock(Protocol):
@@ -94,6 +95,11 @@ class MarketData(Protocol):
 
     async def scan(self, limit: int) -> list[Candidate]:
         """Candidates ranked by momentum, best first."""
+        ...
+
+    async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
+        """The latest ``count`` bars of ``size``, oldest first, the one still forming last; [] for a symbol
+        it does not know."""
         ...
 
     def lot_size(self, symbol: str) -> Decimal: ...

@@ -13,7 +13,8 @@ from typing import Final, Literal, Protocol, TypeVar
 from alpaca.common.enums import Sort
 from alpaca.data.enums import DataFeed
 from alpaca.data.historical.stock import StockHistoricalDataClient
-from alpaca.data.models import Bar, Snapshot
+from alpaca.data.models import Bar as AlpacaBar
+from alpaca.data.models import Snapshot
 from alpaca.data.requests import StockBarsRequest, StockSnapshotRequest
 from alpaca.data.timeframe import TimeFrame
 
@@ -21,6 +22,7 @@ from catalyst_mcp.brokers.alpaca_mapping import dec, quantity
 from catalyst_mcp.domain.errors import BrokerRejected
 from catalyst_mcp.domain.models import Candidate, Quote
 from catalyst_mcp.ports import Clock
+from catalyst_mcp.signals.bars import Bar, BarSize
 
 T = TypeVar("T")
 
@@ -61,7 +63,39 @@ class MarketSnapshot:
     minute: PriceBar | None
 
 
-def _bar(bar: Bar | None) -> PriceBar | None:
+def _port_bar(bar: PriceBar) -> Bar | None:
+    try:
+        return Bar(bar.at, bar.open, bar.high, bar.low, bar.close, bar.volume)
+    except ValueError:  # inconsistent (low above high, a negative volume): not a bar to compute with
+        return None
+
+
+def combine_minutes(bars: Sequence[Bar], minutes: int) -> list[Bar]:
+    """Minute bars (oldest first) combined into bars of ``minutes``, each starting on a multiple of it."""
+    if minutes <= 1:
+        return list(bars)
+    groups: dict[datetime, list[Bar]] = {}
+    for bar in bars:
+        groups.setdefault(_bucket(bar.at, minutes), []).append(bar)
+    return [_merged(start, group) for start, group in groups.items()]
+
+
+def _bucket(at: datetime, minutes: int) -> datetime:
+    return at.replace(minute=at.minute - at.minute % minutes, second=0, microsecond=0)
+
+
+def _merged(start: datetime, group: list[Bar]) -> Bar:
+    return Bar(
+        at=start,
+        open=group[0].open,
+        high=max(b.high for b in group),
+        low=min(b.low for b in group),
+        close=group[-1].close,
+        volume=sum((b.volume for b in group), Decimal(0)),
+    )
+
+
+def _bar(bar: AlpacaBar | None) -> PriceBar | None:
     if bar is None:
         return None
     return PriceBar(
@@ -168,7 +202,18 @@ class AlpacaMarketData:
                 found[str(symbol)] = snap
         return found
 
-    async def get_bars(self, symbol: str, timeframe: Literal["1Day", "1Min"], limit: int) -> list[PriceBar]:
+    async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
+        """The port's bars: daily bars as Alpaca gives them; intraday bars built from its minute bars (bars of
+        several minutes start on a multiple of their size). A bar Alpaca sends out of order is left out."""
+        if count <= 0:
+            return []
+        if size is BarSize.DAY:
+            return [b for b in (_port_bar(p) for p in await self.get_price_bars(symbol, "1Day", count)) if b]
+        minutes = int(size.duration.total_seconds()) // 60
+        raw = await self.get_price_bars(symbol, "1Min", min(count * minutes, _MAX_BARS))
+        return combine_minutes([b for b in (_port_bar(p) for p in raw) if b], minutes)[-count:]
+
+    async def get_price_bars(self, symbol: str, timeframe: Literal["1Day", "1Min"], limit: int) -> list[PriceBar]:
         """The latest `limit` daily or minute bars of `symbol`, oldest first."""
         if not 1 <= limit <= _MAX_BARS:
             raise ValueError(f"limit must be 1..{_MAX_BARS}, got {limit}")

@@ -27,6 +27,7 @@ from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock, MarketData
+from catalyst_mcp.signals.bars import Bar, BarSize
 
 if TYPE_CHECKING:
     from catalyst_mcp.brokers.alpaca import Opened
@@ -173,6 +174,9 @@ class LazyAlpacaMarketData:
 
     async def scan(self, limit: int) -> list[Candidate]:
         return await (await self._data()).scan(limit)
+
+    async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
+        return await (await self._data()).get_bars(symbol, size, count)
 
     def lot_size(self, symbol: str) -> Decimal:
         return Decimal(1)  # US equities trade in single shares

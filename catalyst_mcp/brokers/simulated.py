@@ -16,6 +16,7 @@ from decimal import Decimal
 import asyncpg
 
 from catalyst_mcp.brokers import sim_placing
+from catalyst_mcp.brokers.sim_bars import daily_bars, intraday_bars
 from catalyst_mcp.brokers.sim_book import Conn, SimBook
 from catalyst_mcp.brokers.sim_faults import FaultMode, FaultOp, mode_of, refuse_after, refuse_before, with_fault
 from catalyst_mcp.brokers.sim_orders import OPEN, decode_order, decode_orders, order_value
@@ -26,6 +27,7 @@ from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Can
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.markets.simclock import session_anchor, sim_now
 from catalyst_mcp.ports import Clock
+from catalyst_mcp.signals.bars import Bar, BarSize
 
 _POSITIONS = """(SELECT array_agg(ROW(symbol, quantity, avg_entry_price) ORDER BY symbol)
                  FROM sim.positions WHERE market = $1 AND quantity <> 0)"""
@@ -151,6 +153,17 @@ class SimExchange:
                 quotes[symbol] = self._book.quote(instrument, now, pins.get(symbol))
         refuse_after(FaultOp.QUOTE, mode)
         return {} if mode is FaultMode.EMPTY else quotes
+
+    async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
+        """Bars from the same price path as the quotes (a pinned price moves quotes, not bars)."""
+        instrument = self._book.instrument(symbol)
+        if instrument is None:
+            return []
+        now = await self.now()
+        if size is BarSize.DAY:
+            return daily_bars(self._seed, instrument, now, self._profile, count)
+        minutes = int(size.duration.total_seconds()) // 60
+        return intraday_bars(self._seed, instrument, now, self._profile, minutes, count)
 
     async def scan(self, limit: int) -> list[Candidate]:
         return momentum_scan(self._seed, self._book.universe, await self.now(), self._profile, limit)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Final, TypeVar, cast
 
@@ -45,6 +45,7 @@ CURRENT: Final = "catalyst://cycles/current"
 POSITIONS: Final = "catalyst://positions"
 TRADING_STATE: Final = "catalyst://trading-state"
 RISK_LIMITS: Final = "catalyst://risk/limits"
+CHANGING: Final = (CURRENT, POSITIONS, TRADING_STATE)  # told again after a gap even when nobody holds them
 T = TypeVar("T")
 
 
@@ -157,7 +158,11 @@ class ReadCache:
 class ChangeFeed:
     """Per server object: the bus handed to ``MCPServer(subscriptions=...)``, the read cache, and while the
     server runs, its services, one change listener feeding both, and a sweep that abandons idle cycles
-    (announced like any other change)."""
+    (announced like any other change).
+
+    While the listener is down (the database went away) nothing is cached. When it listens again, changes
+    committed in between were never announced, so everything counts as changed: the cache is dropped and every
+    resource a subscriber holds (``subscribed_by``) is announced as updated, so subscribers read again."""
 
     def __init__(self) -> None:
         self.bus = ChangeBus()
@@ -167,6 +172,19 @@ class ChangeFeed:
         self._lock = anyio.Lock()
         self._listener: ChangeListening | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._holders: list[Callable[[], Iterable[str]]] = []
+
+    def subscribed_by(self, holder: Callable[[], Iterable[str]]) -> None:
+        """Add a source of the resource URIs subscribers hold now (one per protocol era)."""
+        self._holders.append(holder)
+
+    def resync_uris(self) -> list[str]:
+        """What is announced after a gap in the change channel: the resources that change, and every one a
+        subscriber holds."""
+        uris = set(CHANGING)
+        for holder in self._holders:
+            uris.update(holder())
+        return sorted(uris)
 
     def require_services(self) -> Services:
         if self.services is None:
@@ -200,8 +218,8 @@ class ChangeFeed:
         def listening(now: bool) -> None:
             self.cache.trusted = now
             self.cache.changed()
-            if now:  # changes may have been missed while the connection was down
-                for uri in (CURRENT, POSITIONS, TRADING_STATE):
+            if now:  # changes committed while the connection was down were never announced: all may have changed
+                for uri in self.resync_uris():
                     self.bus.deliver(ResourceUpdated(uri=uri))
 
         listener = services.changes.listener(arrived, listening)

@@ -17,6 +17,7 @@ from catalyst_mcp.services.cycles import StartResult
 from catalyst_mcp.services.execution import ExecutionResult
 from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, mark
 from catalyst_mcp.services.sync import SyncResult
+from catalyst_mcp.services.technicals import TechnicalsReading
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 
 
@@ -102,6 +103,29 @@ def candidate_out(c: Candidate) -> m.CandidateOut:
         volume=c.volume,
         relative_volume=c.relative_volume,
         score=c.score,
+    )
+
+
+def technicals_out(reading: TechnicalsReading) -> m.TechnicalsOut:
+    daily, intraday = reading.daily, reading.intraday
+    macd = None
+    if daily.macd is not None and daily.macd_signal is not None and daily.macd_histogram is not None:
+        macd = m.MacdOut(line=daily.macd, signal=daily.macd_signal, histogram=daily.macd_histogram)
+    return m.TechnicalsOut(
+        symbol=reading.symbol,
+        at=reading.at,
+        last=intraday.last_close if intraday.last_close is not None else daily.last_close,
+        rsi_14=daily.rsi_14,
+        sma_10=daily.sma_10,
+        sma_20=daily.sma_20,
+        sma_50=daily.sma_50,
+        ema_9=daily.ema_9,
+        ema_21=daily.ema_21,
+        macd=macd,
+        atr_14=daily.atr_14,
+        vwap=intraday.vwap,
+        relative_volume=intraday.relative_volume,
+        reason=None if reading.known else f"{reading.symbol} is not a known symbol in this market",
     )
 
 

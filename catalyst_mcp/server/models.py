@@ -139,6 +139,33 @@ class QuoteOut(Out):
     reason: str | None = Field(description="why there is no quote (an unknown symbol), else null")
 
 
+class MacdOut(Out):
+    line: Dec
+    signal: Dec
+    histogram: Dec
+
+
+class TechnicalsOut(Out):
+    """Indicators as decimal strings, null where the bars are too few: the trend and momentum indicators over
+    daily bars (the forming day last), vwap over today's five-minute bars and relative_volume of the last
+    five-minute bar against the 20 before it."""
+
+    symbol: str
+    at: Utc
+    last: Dec | None = Field(description="the last bar's close")
+    rsi_14: Dec | None
+    sma_10: Dec | None
+    sma_20: Dec | None
+    sma_50: Dec | None
+    ema_9: Dec | None
+    ema_21: Dec | None
+    macd: MacdOut | None
+    atr_14: Dec | None
+    vwap: Dec | None
+    relative_volume: Dec | None
+    reason: str | None = Field(description="why there are no indicators (an unknown symbol), else null")
+
+
 class CheckOut(Out):
     """One rule's outcome: rule (its name, a string), passed (a boolean), limit and actual (strings, or null),
     message (one line)."""

@@ -1,13 +1,16 @@
 """Resources that mirror the read models, and legacy ``resources/subscribe``.
 
 Subscribers of both protocol eras hear from the same bus, which the change feed fills (``server/feed.py``):
-2026 clients through the SDK's ``subscriptions/listen`` handler, legacy clients through the handlers here.
+2026 clients through the SDK's ``subscriptions/listen`` handler, legacy clients through the handlers here. The
+URIs subscribers of either era hold are known to the feed, which announces each again when its listener comes
+back after the database was away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from typing import Any
 
 from mcp.server.connection import Connection
@@ -15,7 +18,14 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.subscriptions import ResourceUpdated, ServerEvent
-from mcp_types import EmptyResult, SubscribeRequestParams, TextContent, UnsubscribeRequestParams
+from mcp_types import (
+    EmptyResult,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    TextContent,
+    UnsubscribeRequestParams,
+)
+from pydantic import ValidationError
 
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.server import mapping
@@ -49,6 +59,10 @@ class LegacySubscriptions:
         self._by_connection.get(connection_of(ctx.session), set()).discard(str(params.uri))
         return EmptyResult()
 
+    def uris(self) -> set[str]:
+        """The URIs some connection holds now."""
+        return set().union(*self._by_connection.values())
+
     def _on_event(self, event: ServerEvent) -> None:
         if not isinstance(event, ResourceUpdated):
             return
@@ -63,6 +77,36 @@ class LegacySubscriptions:
     async def _send(self, connection: Connection, uri: str, key: tuple[int, str]) -> None:
         self._pending.discard(key)
         await connection.send_resource_updated(uri)  # best-effort: a closed stream drops it
+
+
+class ListenStreams:
+    """Middleware: the resource URIs of the open ``subscriptions/listen`` streams (protocol 2026), each stream
+    being one request that lasts as long as it does. The SDK's handler filters the bus by them but does not say
+    which they are."""
+
+    def __init__(self) -> None:
+        self._held: Counter[str] = Counter()
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method != "subscriptions/listen":
+            return await call_next(ctx)
+        try:
+            wanted = SubscriptionsListenRequestParams.model_validate(ctx.params or {})
+        except ValidationError:
+            return await call_next(ctx)  # the SDK answers it
+        uris = set(wanted.notifications.resource_subscriptions or ())
+        self._held.update(uris)
+        try:
+            return await call_next(ctx)
+        finally:
+            self._held.subtract(uris)
+            for uri in uris:
+                if self._held[uri] <= 0:
+                    del self._held[uri]
+
+    def uris(self) -> set[str]:
+        """The URIs some open stream holds now."""
+        return set(self._held)
 
 
 class InvalidateOnWrite:
@@ -83,11 +127,16 @@ class InvalidateOnWrite:
 
 
 def register(server: MCPServer[Serving], feed: ChangeFeed) -> LegacySubscriptions:
-    """Add the resources and the legacy subscribe handlers to ``server``."""
+    """Add the resources and the legacy subscribe handlers to ``server``, and tell ``feed`` which URIs the
+    subscribers of either era hold."""
     legacy = LegacySubscriptions(feed.bus)
     lowlevel = lowlevel_of(server)
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, legacy.subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, legacy.unsubscribe)
+    streams = ListenStreams()
+    server.middleware.append(streams)
+    feed.subscribed_by(legacy.uris)
+    feed.subscribed_by(streams.uris)
 
     @server.resource(CURRENT, name="current_cycles", mime_type=JSON)
     async def current_cycles() -> str:

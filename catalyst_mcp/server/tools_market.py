@@ -1,4 +1,4 @@
-"""Portfolio and market-data tools: get_portfolio, sync_positions, scan_market, get_quote."""
+"""Portfolio and market-data tools: get_portfolio, sync_positions, scan_market, get_quote, get_technicals."""
 
 from __future__ import annotations
 
@@ -53,4 +53,15 @@ async def get_quote(call: CallArg, symbol: SymbolArg, cycle_id: CycleIdArg | Non
     return mapping.quote_out(canonical, quote)
 
 
-TOOLS = (get_portfolio, sync_positions, scan_market, get_quote)
+@tool(READ_ONLY, in_cycle=True)
+async def get_technicals(call: CallArg, symbol: SymbolArg, cycle_id: CycleIdArg | None = None) -> m.TechnicalsOut:
+    """A symbol's indicators: RSI-14, SMA 10/20/50, EMA 9/21, MACD 12/26/9 and ATR-14 over daily bars, VWAP
+    and relative volume over today's five-minute bars; null where the bars are too few."""
+    canonical = normalise_symbol(call.services.profile.market, symbol)
+    reading = await call.services.technicals.technicals(canonical, call.started)
+    if not reading.known:
+        call.add(Phase.ANALYZE, PhaseStatus.FAILED, f"no bars for {canonical}")
+    return mapping.technicals_out(reading)
+
+
+TOOLS = (get_portfolio, sync_positions, scan_market, get_quote, get_technicals)

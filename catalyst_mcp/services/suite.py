@@ -19,6 +19,7 @@ from catalyst_mcp.services.orders import OrderService
 from catalyst_mcp.services.portfolio import PortfolioService
 from catalyst_mcp.services.supervision import SupervisionService
 from catalyst_mcp.services.sync import SyncService
+from catalyst_mcp.services.technicals import TechnicalsService
 from catalyst_mcp.services.workflow import WorkflowService
 
 
@@ -36,6 +37,7 @@ class Services:
     orders: OrderService
     sync: SyncService
     portfolio: PortfolioService
+    technicals: TechnicalsService
     directives: DirectiveService
     supervision: SupervisionService
     audit: AuditService

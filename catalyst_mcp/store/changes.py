@@ -31,7 +31,11 @@ from catalyst_mcp.domain.errors import OperatorNeeded
 _log = logging.getLogger(__name__)
 
 CHANNEL: Final = "catalyst_changes"
-RECONNECT_MAX_S: Final = 5.0
+RECONNECT_FIRST_S: Final = 0.1
+RECONNECT_MAX_S: Final = 5.0  # the backoff between attempts to reconnect doubles up to this
+CONNECT_TIMEOUT_S: Final = 10.0
+PROBE_EVERY_S: Final = 30.0  # how often a silent LISTEN connection is checked
+PROBE_TIMEOUT_S: Final = 10.0
 _LISTINGS: Final = frozenset(get_args(Listing))
 
 
@@ -80,7 +84,10 @@ def payload_of(change: Published) -> str:
 
 
 class ChangeListener:
-    """One dedicated connection LISTENing on the change channel, reconnecting if it drops."""
+    """One dedicated connection LISTENing on the change channel. When it is lost (its end seen, or a probe on
+    the otherwise silent connection failing), ``on_state(False)`` says so; it reconnects with bounded backoff,
+    LISTENs again and calls ``on_state(True)``: changes committed in between were not announced, so whoever
+    listens must take everything as changed. One WARNING when it is lost, one INFO when it listens again."""
 
     def __init__(
         self, dsn: str, on_change: Callable[[Change], None], on_state: Callable[[bool], None] | None = None
@@ -100,37 +107,78 @@ class ChangeListener:
         except Exception:  # a callback of asyncpg's protocol: log, never break the connection
             _log.exception("change notification handler raised")
 
+    def _set_state(self, listening: bool) -> None:
+        try:
+            self._on_state(listening)
+        except Exception:  # the supervisor must outlive a broken callback
+            _log.exception("change listener state handler raised")
+
     async def _connect(self) -> asyncio.Event:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_S)
         lost = asyncio.Event()
-        conn.add_termination_listener(lambda _c: lost.set())
-        await conn.add_listener(CHANNEL, self._notified)
+        try:
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(CHANNEL, self._notified)
+        except BaseException:
+            conn.terminate()
+            raise
         self._conn = conn
         return lost
+
+    def _drop(self) -> None:
+        """Let go of a lost connection (closed for good, so asyncpg does not complain about it later)."""
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
     async def start(self) -> None:
         try:
             lost = await self._connect()
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise OperatorNeeded(f"cannot LISTEN for changes: {type(exc).__name__}: {exc}") from None
         self._task = asyncio.get_running_loop().create_task(self._supervise(lost))
 
     async def _supervise(self, lost: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await lost.wait()
-            _log.warning("change listener lost its connection; reconnecting")
-            self._on_state(False)
-            delay = 0.1
-            while True:
-                try:
-                    lost = await self._connect()
-                    break
-                except (OSError, asyncpg.PostgresError) as exc:
-                    _log.warning("change listener cannot reconnect (%s); retrying in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, RECONNECT_MAX_S)
-            _log.info("change listener reconnected: listening again")
-            self._on_state(True)
+            await self._until_lost(lost)
+            since = loop.time()
+            _log.warning("change listener lost its database connection; reconnecting")
+            self._set_state(False)
+            self._drop()
+            lost = await self._reconnect()
+            _log.info("change listener listening again after %.1f s: everything counts as changed", loop.time() - since)
+            self._set_state(True)
+
+    async def _until_lost(self, lost: asyncio.Event) -> None:
+        """Return once the connection is gone: its end was seen, or a probe failed. A LISTENing connection only
+        receives, so a peer that vanished without closing it (a network cut, a failover) shows only this way."""
+        while True:
+            try:
+                await asyncio.wait_for(lost.wait(), PROBE_EVERY_S)
+                return
+            except TimeoutError:
+                pass
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), PROBE_TIMEOUT_S)
+            except Exception as exc:  # whatever the probe met, the connection cannot be trusted to deliver
+                _log.debug("change listener probe failed: %s: %s", type(exc).__name__, exc)
+                return
+
+    async def _reconnect(self) -> asyncio.Event:
+        delay = RECONNECT_FIRST_S
+        while True:
+            try:
+                return await self._connect()
+            except Exception as exc:  # the database may be away for a while: keep trying, never give up
+                _log.debug(
+                    "change listener cannot reconnect (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 
 import anyio
@@ -10,6 +11,7 @@ import pytest
 from alpaca.data.requests import StockLatestQuoteRequest
 
 from catalyst_mcp.markets.clocks import FixedClock
+from catalyst_mcp.signals.bars import BarSize
 from tests.fakes.alpaca_harness import Adapter, alpaca_adapter
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +44,7 @@ async def test_an_unknown_symbol_has_no_quote(alpaca: Adapter) -> None:
 
 async def test_the_iex_feed_is_asked_for_unless_configured(alpaca: Adapter, clock: FixedClock) -> None:
     await alpaca.data.get_quote("AAPL")
-    await alpaca.data.get_bars("AAPL", "1Day", 2)
+    await alpaca.data.get_price_bars("AAPL", "1Day", 2)
     async with alpaca_adapter(clock, alpaca_feed="sip") as sip:
         await sip.data.get_quote("AAPL")
 
@@ -61,14 +63,35 @@ async def test_snapshots_carry_today_and_the_previous_day(alpaca: Adapter) -> No
 
 
 async def test_daily_and_minute_bars_come_oldest_first_and_end_now(alpaca: Adapter, clock: FixedClock) -> None:
-    daily = await alpaca.data.get_bars("NVDA", "1Day", 5)
-    minutes = await alpaca.data.get_bars("NVDA", "1Min", 45)
+    daily = await alpaca.data.get_price_bars("NVDA", "1Day", 5)
+    minutes = await alpaca.data.get_price_bars("NVDA", "1Min", 45)
 
     assert len(daily) == 5 and [b.at for b in daily] == sorted(b.at for b in daily)
     assert daily[-1].close == alpaca.emulator.quote("NVDA").last
     assert len(minutes) == 45 and minutes[-1].at <= clock.now() and minutes[0].at < minutes[-1].at
     assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in daily + minutes)
     assert all(isinstance(b.close, Decimal) for b in daily)
+
+
+async def test_the_ports_bars_are_alpacas_daily_bars_and_its_minute_bars_combined(alpaca: Adapter) -> None:
+    daily = await alpaca.data.get_bars("NVDA", BarSize.DAY, 5)
+    raw_daily = await alpaca.data.get_price_bars("NVDA", "1Day", 5)
+    assert [(b.at, b.open, b.high, b.low, b.close, b.volume) for b in daily] == [
+        (r.at, r.open, r.high, r.low, r.close, r.volume) for r in raw_daily
+    ]
+
+    five = await alpaca.data.get_bars("NVDA", BarSize.MINUTE_5, 6)
+    minutes = await alpaca.data.get_price_bars("NVDA", "1Min", 200)
+    assert len(five) == 6 and all(b.at.minute % 5 == 0 and b.at.second == 0 for b in five)
+    assert [b.at for b in five] == sorted(b.at for b in five)
+    for bar in five:
+        inside = [m for m in minutes if bar.at <= m.at < bar.at + timedelta(minutes=5)]
+        assert inside, bar
+        assert bar.open == inside[0].open and bar.close == inside[-1].close
+        assert bar.high == max(m.high for m in inside) and bar.low == min(m.low for m in inside)
+        assert bar.volume == sum(m.volume for m in inside)
+    assert await alpaca.data.get_bars("ZZZZ", BarSize.DAY, 5) == []
+    assert await alpaca.data.get_bars("NVDA", BarSize.DAY, 0) == []
 
 
 async def test_the_scan_ranks_the_watchlist_by_momentum_score(alpaca: Adapter) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "catalyst_mcp"
 
-CORE = ("domain", "risk", "reconcile", "markets")
+CORE = ("domain", "risk", "reconcile", "markets", "signals")
 ADAPTERS_AND_TRANSPORTS = ("store", "brokers", "server", "agent", "bootstrap", "cli", "sim_cli", "status_view")
 
 # layer -> imports it may not make (project layers by name, third-party packages by their top-level name)
@@ -22,6 +22,19 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "risk": ("ports", "services", *ADAPTERS_AND_TRANSPORTS, "asyncpg", "mcp", "mcp_types"),
     "reconcile": ("ports", "config", "services", *ADAPTERS_AND_TRANSPORTS, "asyncpg", "mcp", "mcp_types"),
     "markets": ("ports", "config", "services", *ADAPTERS_AND_TRANSPORTS, "asyncpg", "mcp", "mcp_types"),
+    "signals": (
+        "risk",
+        "reconcile",
+        "ports",
+        "config",
+        "services",
+        *ADAPTERS_AND_TRANSPORTS,
+        "asyncpg",
+        "mcp",
+        "mcp_types",
+        "pandas",
+        "numpy",
+    ),
     "ports": ("services", *ADAPTERS_AND_TRANSPORTS, "asyncpg", "mcp", "mcp_types"),
     "store": ("services", "brokers", "server", "agent", "bootstrap", "cli", "mcp", "mcp_types", "alpaca"),
     "brokers": ("store", "services", "server", "agent", "bootstrap", "cli", "mcp", "mcp_types"),
