@@ -39,6 +39,12 @@ class SyncSettings(BaseModel):
     outage_share: Decimal = Field(default=Decimal("0.5"), gt=0, le=1)
     outage_min_positions: int = Field(default=3, ge=1)
     price_tolerance: Decimal = Field(default=Decimal("0.0001"), ge=0, lt=1, description="relative avg-price drift")
+    unsent_after_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="an order of ours still pending and unknown to the broker this long after it was recorded"
+        " never reached it (its sender crashed or gave up): the sync ends it as rejected",
+    )
 
 
 class Settings(BaseSettings):

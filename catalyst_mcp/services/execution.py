@@ -110,6 +110,22 @@ class ExecutionResult:
     confirmation_token: str | None = None  # refused until confirmed: the one-time token that confirms it
 
 
+def _ended_cycle(
+    approval: ApprovalRecord,
+    order: OrderRecord | None,
+    cycle_id: str | None,
+    owner_cycle: tuple[CycleMode, CycleState] | None,
+) -> str | None:
+    """The approval's cycle, when a replay asks to settle its order after that cycle ended (asked outside any
+    cycle, since an ended cycle takes no calls); else None."""
+    owner = approval.cycle_id
+    if order is None or cycle_id is not None or owner is None:
+        return None
+    if owner_cycle is not None and owner_cycle[1] is CycleState.ACTIVE:
+        return None
+    return owner
+
+
 def _cycle_of(
     approval: ApprovalRecord, cycle_id: str | None, owner_cycle: tuple[CycleMode, CycleState] | None
 ) -> CycleMode | None:
@@ -181,6 +197,9 @@ class ExecutionService:
             approval, order = found.approval, found.order
             if approval is None or approval.market is not self.market:
                 raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")
+            ended = _ended_cycle(approval, order, cycle_id, found.cycle)
+            if ended is not None and order is not None:  # an order of an ended cycle is settled, never sent
+                return await self._replay(conn, approval, order, None, caller, ended=ended)
             mode = _cycle_of(approval, cycle_id, found.cycle)
             if cycle_id is None:
                 refuse_outside_own_cycle(
@@ -287,8 +306,11 @@ class ExecutionService:
         order: OrderRecord,
         mode: CycleMode | None,
         caller: Caller,
+        *,
+        ended: str | None = None,
     ) -> ExecutionResult:
-        """The same approval again: return its order as it stands now; resume it if it never reached the broker."""
+        """The same approval again: return its order as it stands now; resume it if it never reached the broker
+        (unless its cycle ``ended``: then it ends rejected)."""
         if order.status is not OrderStatus.PENDING:
             if order.status.is_open:
                 found = await self.broker.get_order_by_client_id(order.client_order_id)
@@ -308,15 +330,27 @@ class ExecutionService:
                 await self.protection.reprotect(conn, order.symbol, Levels(), caller, tool=TOOL)
             return await self._result(conn, approval, order, replayed=True)
         # The broker never received it: judged again exactly as a first execution would be.
-        if self.clock.now() >= approval.expires_at:
-            reason = f"approval expired at {approval.expires_at.isoformat()} before the order reached the broker"
-            order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, reason, caller)
+        if ended is not None or self.clock.now() >= approval.expires_at:
+            reason = (
+                f"cycle {ended} ended before the order reached the broker"
+                if ended is not None
+                else f"approval expired at {approval.expires_at.isoformat()} before the order reached the broker"
+            )
+            order = await self._end_unsent(conn, order, reason, caller)
             return await self._result(conn, approval, order, replayed=True)
         reading, refusal = await self._judge(conn, approval, mode, caller)
         if refusal is not None:
-            order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, refusal, caller)
+            order = await self._end_unsent(conn, order, refusal, caller)
             return await self._result(conn, approval, order, replayed=True, quote=reading.snapshot.quote)
         return await self._send(conn, approval, order, reading, caller, replayed=True)
+
+    async def _end_unsent(self, conn: Conn, order: OrderRecord, reason: str, caller: Caller) -> OrderRecord:
+        """End an order that never reached the broker; an exit's position, whose legs it may have cleared
+        before it was interrupted, is protected again at its own levels."""
+        order = await self.booking.record_unsent(conn, order, OrderStatus.REJECTED, reason, caller)
+        if order.role is OrderRole.EXIT:
+            await self.protection.protect_if_bare(conn, order.symbol, caller, tool=TOOL)
+        return order
 
     async def _send(
         self,

@@ -115,6 +115,13 @@ class Protection:
                 continue
             await self.reprotect(conn, symbol, Levels(stop, target), caller, tool=tool)
 
+    async def protect_if_bare(self, conn: Conn, symbol: str, caller: Caller, *, tool: str) -> None:
+        """Protect the position of ``symbol`` at its own levels when none of its protective legs works any
+        more: an exit, or a leg, that never reached the broker may have left it bare."""
+        if any(o.role.is_leg for o in await orders.working(conn, self.market, symbol=symbol)):
+            return
+        await self.reprotect(conn, symbol, Levels(), caller, tool=tool)
+
     async def reprotect(
         self,
         conn: Conn,

@@ -4,7 +4,11 @@ execution lane, so no order or fill of ours moves while it reads and applies.
 1. Read the broker: its working orders, the final state of each of our working orders it no longer lists,
    its positions, then its working orders once more. A failed call ends the run here: a refused run is
    recorded and nothing changes.
-2. Record what the broker reports for our orders (new fills move the book; a dry run only notes them).
+2. Record what the broker reports for our orders (new fills move the book; a dry run only notes them). An
+   order still pending that the broker does not know ``unsent_after_seconds`` after it was recorded never
+   reached it — its sender crashed, or gave up after an answer that never came: it is ended as rejected (a
+   replay of its approval then answers with it, and nothing is sent), it no longer holds its symbol in
+   flight, and a position it would have reduced is protected again.
 3. Diff the book against the positions, leaving alone every symbol with one of our entries or exits still
    working or unknown to the broker, and every symbol whose protective legs moved between the two reads of
    the working orders (they may have filled while the positions were read). Refuse a plan that looks like an
@@ -14,13 +18,14 @@ execution lane, so no order or fill of ours moves while it reads and applies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from catalyst_mcp.config import SyncSettings
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import Market, OrderRole
+from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.models import BrokerOrder, BrokerPosition
 from catalyst_mcp.domain.records import OrderRecord
@@ -87,6 +92,25 @@ async def read_broker(broker: Broker, working: list[OrderRecord]) -> BrokerView:
     return BrokerView(positions, latest, frozenset(moving))
 
 
+def never_sent(working: list[OrderRecord], view: BrokerView, recorded_before: datetime) -> list[OrderRecord]:
+    """Our orders still pending (never acknowledged), unknown to the broker, and recorded before
+    ``recorded_before``: they never reached it. Every sender holds the lane, as the sync does, so none of
+    them is being sent now."""
+    return [
+        o
+        for o in working
+        if o.status is OrderStatus.PENDING
+        and view.latest.get(o.client_order_id) is None
+        and o.client_order_id not in view.moving
+        and (o.updated_at or o.created_at or recorded_before) < recorded_before
+    ]
+
+
+def _unsent_details(unsent: list[OrderRecord], dry_run: bool) -> list[str]:
+    verb = "would be ended" if dry_run else "ended"
+    return [f"order {o.client_order_id} never reached the broker: {verb} as rejected" for o in unsent]
+
+
 def in_flight(working: list[OrderRecord], view: BrokerView, *, dry_run: bool) -> list[InFlight]:
     """The symbols a diff must leave alone, with the orders that make them so."""
     flying = []
@@ -124,7 +148,10 @@ class SyncService:
             except CatalystError as exc:
                 reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
                 return await run.refuse(conn, reason)
+            unsent = never_sent(working, view, self.clock.now() - timedelta(seconds=self.settings.unsent_after_seconds))
+            working = [o for o in working if o not in unsent]
             flying = in_flight(working, view, dry_run=dry_run)
+            ended = [] if dry_run else await self._end_unsent(conn, unsent, caller)
             refreshed = (
                 []
                 if dry_run
@@ -140,7 +167,17 @@ class SyncService:
             if result.changes_made:
                 moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
                 await self.protection.refit_after_sync(conn, moved, caller, tool=TOOL)
+            for symbol in sorted({o.symbol for o in ended}):  # after any refit: protects only what is left bare
+                await self.protection.protect_if_bare(conn, symbol, caller, tool=TOOL)
+            if unsent:
+                result = replace(result, details=(*_unsent_details(unsent, dry_run), *result.details))
             return result
+
+    async def _end_unsent(self, conn: Conn, unsent: list[OrderRecord], caller: Caller) -> list[OrderRecord]:
+        reason = f"never reached the broker: unknown to it {self.settings.unsent_after_seconds} s after it was recorded"
+        return [
+            await self.booking.record_unsent(conn, o, OrderStatus.REJECTED, reason, caller, tool=TOOL) for o in unsent
+        ]
 
 
 class _Run:
