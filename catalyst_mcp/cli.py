@@ -6,6 +6,8 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -323,6 +325,21 @@ def db_stop(data_dir: DataDir = None) -> None:
     typer.echo(f"stopped the embedded PostgreSQL in {found.data_dir} (pid {found.pid})")
 
 
+DUMP_PROGRESS_AFTER_S = 2.0  # a dump that takes longer says so on stderr
+
+
+def _cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in ``folder``, None when one can. Trying is the only sure test: the mode bits
+    do not stop root, and a read-only or special file system stops everyone."""
+    if not folder.is_dir():
+        return None  # dump_database says what is wrong
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
 @db_app.command("dump")
 def db_dump(
     output: Annotated[
@@ -340,8 +357,14 @@ def db_dump(
     from catalyst_mcp.store.embedded import default_data_dir, embedded_status, ensure_embedded_postgres
 
     target = (output or Path(f"catalyst-{datetime.now().astimezone():%Y%m%d-%H%M%S}.dump")).expanduser().absolute()
+    if (why := _cannot_create_in(target.parent)) is not None:
+        _fail(f"cannot write the dump: {target.parent} is not writable ({why})")
     where = settings.data_dir or default_data_dir()
     restop: bool | None = None  # whether to stop the embedded server again afterwards (by the operator: True)
+    progress = threading.Timer(
+        DUMP_PROGRESS_AFTER_S, lambda: typer.echo(f"dumping the database to {target} …", err=True)
+    )
+    progress.daemon = True
     try:
         if settings.database_url is not None:
             uri = settings.database_url.get_secret_value()
@@ -352,17 +375,19 @@ def db_dump(
             if not before.running:
                 restop = before.stopped_by_operator
             uri = ensure_embedded_postgres(where)
-        size = dump_database(
-            uri, target, force=force, announce=lambda: typer.echo(f"dumping the database to {target} …", err=True)
-        )
+        size = dump_database(uri, target, force=force, announce=progress.start)
     except CatalystError as exc:
         _fail(str(exc))
         raise
     finally:
+        progress.cancel()
         if restop is not None:
             from catalyst_mcp.store.embedded import stop_embedded_postgres
 
-            stop_embedded_postgres(where, by_operator=restop)
+            try:
+                stop_embedded_postgres(where, by_operator=restop)
+            except CatalystError as exc:
+                typer.echo(f"catalyst-mcp: could not stop the embedded PostgreSQL again: {exc}", err=True)
     typer.echo(f"wrote {target} ({size / 2**20:.1f} MiB)")
 
 
