@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     tokens_file: Path | None = None
     token: SecretStr | None = None
     audit_retention_days: int = Field(default=365, ge=1, le=36500)
+    # Streamable HTTP sessions of clients that vanish without ending them (a legacy-protocol client that is
+    # cancelled sends no DELETE): each holds ~25 KB until it has been idle this long (an open GET stream for
+    # notifications is not idle), and at most this many are kept (a new one is then refused with 503).
+    http_session_idle_seconds: int = Field(default=600, ge=1, le=86400)
+    http_max_sessions: int = Field(default=4000, ge=1, le=100000)
     risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()
 

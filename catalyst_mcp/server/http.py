@@ -64,7 +64,11 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
     sock = bind(host, port)
     try:
         async with open_runtime(settings) as runtime:
-            app = http_server(settings, host, runtime).streamable_http_app(host=host)
+            app = http_server(settings, host, runtime).streamable_http_app(
+                host=host,
+                session_idle_timeout=settings.http_session_idle_seconds,
+                max_sessions=settings.http_max_sessions,
+            )
             await serve_app(app, host, port, settings.log_level, sock=sock)
     finally:
         sock.close()

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, cast
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
 
@@ -74,15 +75,16 @@ class _Out(asyncio.Protocol):
         self._lost = True
         self._writable.set()
 
+    # A client that closed its end of stdout is gone: the SDK's writer ends quietly on ClosedResourceError.
     async def write(self, text: str) -> None:
         if self._lost or self.transport is None or self.transport.is_closing():
-            raise BrokenPipeError("the client closed its end of stdout")
+            raise anyio.ClosedResourceError
         self.transport.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
         await self._writable.wait()
         if self._lost:
-            raise BrokenPipeError("the client closed its end of stdout")
+            raise anyio.ClosedResourceError
 
 
 @asynccontextmanager
