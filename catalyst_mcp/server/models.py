@@ -221,6 +221,10 @@ class ExecuteOut(Out):
     )
 
 
+class CloseOut(ExecuteOut):
+    approval: RiskOut = Field(description="the check_risk result the exit ran (refused: no order was sent)")
+
+
 class DecisionOut(Out):
     decision_id: int
 

@@ -1,4 +1,5 @@
-"""The order path: check_risk (DECIDE → VALIDATE) and execute_trade (EXECUTE → MONITOR). An order that needs
+"""The order path: check_risk (DECIDE → VALIDATE), execute_trade (EXECUTE → MONITOR) and close_position (all
+four, for an exit). An order that needs
 confirmation (``services/execution.py``) is confirmed by asking the client's user through MCP elicitation when
 the client can be asked — the SDK's ``Resolve``/``Elicit`` asks in either protocol era — and otherwise by the
 one-time token of a refusal."""
@@ -13,7 +14,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
+from catalyst_mcp.domain.enums import OrderStatus, OrderType, PositionSide, Side
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.domain.phases import Phase, PhaseStatus, monitor_detail, validate_detail
@@ -21,8 +22,10 @@ from catalyst_mcp.markets.symbols import normalise_symbol
 from catalyst_mcp.server import mapping
 from catalyst_mcp.server import models as m
 from catalyst_mcp.server.toolkit import (
+    DESTRUCTIVE,
     DESTRUCTIVE_IDEMPOTENT,
     READ_ONLY_RECORDING,
+    Call,
     CallArg,
     Ctx,
     CycleIdArg,
@@ -137,6 +140,12 @@ async def execute_trade(
         parsed, cycle_id, call.caller, consent=_consent(asked), confirmation=confirmation
     )
     out = mapping.execute_out(result, result.position, result.quote, result.protection)
+    _record_execution(call, out)
+    return out
+
+
+def _record_execution(call: Call, out: m.ExecuteOut) -> None:
+    """The EXECUTE and MONITOR events of an execution's answer."""
     if out.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
         call.add(Phase.EXECUTE, PhaseStatus.FAILED, out.reason or out.status.value)
     else:
@@ -147,7 +156,56 @@ async def execute_trade(
             call.add(Phase.MONITOR, PhaseStatus.COMPLETED, detail)
         else:
             call.add(Phase.MONITOR, PhaseStatus.IN_PROGRESS, f"order {out.status.value}: awaiting fill")
-    return out
 
 
-TOOLS = (check_risk, execute_trade)
+@tool(DESTRUCTIVE, in_cycle=True)
+async def close_position(
+    call: CallArg,
+    symbol: SymbolArg,
+    reason: Annotated[str, Field(min_length=1, max_length=200, description="why the position is closed")],
+    quantity: Annotated[Quantity | None, Field(description="the shares to close; all of them when omitted")] = None,
+    cycle_id: CycleIdArg | None = None,
+) -> m.CloseOut:
+    """Close an open position, whole or in part, with a market order on the other side: check_risk then
+    execute_trade, so every rule, the trading state and the serialised order path apply. Reduce-only: never more
+    than the position; the protective legs of what remains are kept. A refusal sends nothing and says why."""
+    call.refuse_in_scan()
+    canonical = normalise_symbol(call.services.profile.market, symbol)
+    held = next((p for p in await call.services.portfolio.book() if p.symbol == canonical), None)
+    if held is None:
+        raise InvalidInput(f"no open position in {canonical}")
+    size = held.quantity if quantity is None else quantity
+    if size > held.quantity:
+        raise InvalidInput(f"the position in {canonical} is {plain(held.quantity)}: cannot close {plain(size)}")
+    side = Side.SELL if held.side is PositionSide.LONG else Side.BUY
+    intent = OrderIntent(symbol=canonical, side=side, quantity=size, order_type=OrderType.MARKET)
+    risk = await call.services.approvals.check_risk(intent, call.cycle, call.caller)
+    call.add(Phase.DECIDE, PhaseStatus.COMPLETED, f"close {plain(size)} {canonical}: {reason}")
+    failed = [c.rule for c in risk.decision.checks if not c.passed]
+    call.add(Phase.VALIDATE, PhaseStatus.COMPLETED, validate_detail(risk.decision.approved, failed))
+    approval = mapping.risk_out(risk)
+    if risk.approval_id is None:
+        refusal = "refused by check_risk: " + "; ".join(risk.decision.reasons)
+        call.add(Phase.EXECUTE, PhaseStatus.FAILED, refusal)
+        return m.CloseOut(
+            status=OrderStatus.REJECTED,
+            order_id=None,
+            client_order_id=None,
+            broker_order_id=None,
+            symbol=canonical,
+            side=side,
+            quantity=size,
+            filled_quantity=0,
+            avg_fill_price=None,
+            position=None,
+            replayed=False,
+            reason=refusal,
+            approval=approval,
+        )
+    result = await call.services.execution.execute_trade(risk.approval_id, cycle_id, call.caller)
+    out = mapping.execute_out(result, result.position, result.quote, result.protection)
+    _record_execution(call, out)
+    return m.CloseOut(**dict(out), approval=approval)
+
+
+TOOLS = (check_risk, execute_trade, close_position)

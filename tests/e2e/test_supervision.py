@@ -44,8 +44,7 @@ def as_role(settings: Settings, runtime: Runtime, protocol_mode: str) -> Open:
 
 def test_every_registered_tool_belongs_to_a_role_and_every_role_tool_is_registered_or_announced() -> None:
     assert TOOLS_OF[Role.TRADER] | TOOLS_OF[Role.SUPERVISOR] >= REGISTERED
-    not_yet = {"get_technicals", "close_position"}  # in DESIGN §6's table; built by later issues
-    assert TOOLS_OF[Role.TRADER] | TOOLS_OF[Role.SUPERVISOR] == REGISTERED | not_yet
+    assert TOOLS_OF[Role.TRADER] | TOOLS_OF[Role.SUPERVISOR] == REGISTERED
 
 
 @pytest.mark.parametrize("role", list(Role))

@@ -31,6 +31,7 @@ DECIMAL_KEYS = {
     "market_value", "unrealized_pnl", "unrealized_pnl_pct", "stop_loss", "take_profit", "price",
     "change_pct", "volume", "relative_volume", "score", "bid", "ask", "last", "bid_size", "ask_size",
     "limit_price", "suggested_quantity", "filled_quantity", "avg_fill_price", "from", "to",
+    "rsi_14", "sma_10", "sma_20", "sma_50", "ema_9", "ema_21", "line", "signal", "histogram", "atr_14", "vwap",
 }  # fmt: skip
 
 # tool -> (read-only, destructive, idempotent, open-world), arguments, required arguments, result keys
@@ -56,6 +57,13 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         {"symbol"},
         {"symbol", "bid", "ask", "last", "bid_size", "ask_size", "at"},
     ),
+    "get_technicals": (
+        (True, False, True, True),
+        {"symbol", "cycle_id"},
+        {"symbol"},
+        {"symbol", "at", "rsi_14", "sma_10", "sma_20", "sma_50", "ema_9", "ema_21", "macd", "atr_14", "vwap"}
+        | {"relative_volume"},
+    ),
     "check_risk": (
         (True, False, False, True),
         {"symbol", "side", "quantity", "order_type", "limit_price", "stop_loss", "take_profit", "cycle_id"},
@@ -69,6 +77,13 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         {"approval_id"},
         {"status", "order_id", "client_order_id", "broker_order_id", "symbol", "side", "quantity"}
         | {"filled_quantity", "avg_fill_price", "position", "replayed"},
+    ),
+    "close_position": (
+        (False, True, False, True),
+        {"symbol", "quantity", "reason", "cycle_id"},
+        {"symbol", "reason"},
+        {"status", "order_id", "client_order_id", "broker_order_id", "symbol", "side", "quantity"}
+        | {"filled_quantity", "avg_fill_price", "position", "replayed", "approval"},
     ),
     "log_decision": (
         (False, False, False, False),
@@ -165,7 +180,7 @@ def phase(status: dict[str, Any], name: str) -> dict[str, Any]:
 async def test_the_server_lists_a_trader_exactly_the_contract_tools_of_its_role(client: Client) -> None:
     listed = await client.list_tools()
     assert sorted(t.name for t in listed.tools) == sorted(n for n in CONTRACT if may_call(Role.TRADER, n))
-    assert len(listed.tools) == 14 and len(CONTRACT) == 18
+    assert len(listed.tools) == 16 and len(CONTRACT) == 20
 
 
 async def test_every_tool_declares_all_four_hints_as_the_contract_table_says(client: Client) -> None:
