@@ -412,6 +412,7 @@ async def measure(args: argparse.Namespace, server: Server, probe: Probe, databa
     if warm.error_count:
         for message, count in warm.errors.most_common(5):
             print(f"  warm-up error x{count}: {message}")
+        sys.stderr.write("the server's log, last lines:\n" + "".join(server.tail[-40:]))
         raise SetupError(f"the warm-up ({warm.calls} calls) had {warm.error_count} errors")
     rss_start = rss_mb(pid)
     conn_start = await probe.connections()

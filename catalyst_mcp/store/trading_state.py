@@ -38,6 +38,10 @@ async def start_of_day_equity(conn: Conn, market: Market, day: date, equity_now:
         equity_now,
         at,
     )
+    if value is None:  # another first look inserted it after this statement's snapshot: it is committed now
+        value = await conn.fetchval(
+            "SELECT start_equity FROM equity_marks WHERE market = $1 AND trading_day = $2", market.value, day
+        )
     assert isinstance(value, Decimal)
     return value
 
