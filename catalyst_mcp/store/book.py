@@ -28,7 +28,7 @@ class BookChanged(TemporaryFailure):
     """A row the plan was computed from changed before it was applied; nothing was applied."""
 
 
-def _position(row: asyncpg.Record) -> Position:
+def position_from_row(row: asyncpg.Record) -> Position:
     return Position(
         position_id=row["position_id"],
         symbol=row["symbol"],
@@ -57,7 +57,7 @@ async def position_of(conn: Conn, market: Market, symbol: str) -> Position | Non
     row = await conn.fetchrow(
         "SELECT * FROM positions WHERE market = $1 AND symbol = $2 AND status = 'open'", market.value, symbol
     )
-    return None if row is None else _position(row)
+    return None if row is None else position_from_row(row)
 
 
 async def apply_fill(
@@ -86,8 +86,8 @@ async def apply_fill(
             fill.at,
         )
         assert new is not None
-        return _position(new)
-    held = _position(row)
+        return position_from_row(new)
+    held = position_from_row(row)
     before = held.signed_quantity
     after = before + signed_fill
     if after == 0 or (after > 0) != (before > 0):
@@ -115,7 +115,7 @@ async def apply_fill(
             fill.at,
         )
         assert flipped is not None
-        return _position(flipped)
+        return position_from_row(flipped)
     if abs(after) > abs(before):
         avg = (held.avg_entry_price * held.quantity + fill.price * fill.quantity) / abs(after)
         updated = await conn.fetchrow(
@@ -143,7 +143,7 @@ async def apply_fill(
             realized,
         )
     assert updated is not None
-    return _position(updated)
+    return position_from_row(updated)
 
 
 async def apply_plan(conn: Conn, market: Market, plan: SyncPlan, at: datetime) -> None:

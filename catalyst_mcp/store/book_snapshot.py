@@ -17,6 +17,7 @@ from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, Tra
 from catalyst_mcp.domain.models import Position
 from catalyst_mcp.domain.records import ActiveCycle
 from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
+from catalyst_mcp.store.book import position_from_row
 from catalyst_mcp.store.db import Conn
 
 _WORKING: Final = "('pending', 'accepted', 'partially_filled')"
@@ -132,14 +133,4 @@ async def position_with_legs(
     row = await conn.fetchrow(_POSITION_WITH_LEGS, market.value, symbol)
     if row is None:
         return None, (None, None)
-    position = Position(
-        position_id=row["position_id"],
-        symbol=row["symbol"],
-        side=PositionSide(row["side"]),
-        quantity=row["quantity"],
-        avg_entry_price=row["avg_entry_price"],
-        stop_loss=row["stop_loss"],
-        take_profit=row["take_profit"],
-        opened_at=row["opened_at"],
-    )
-    return position, (row["leg_stop"], row["leg_target"])
+    return position_from_row(row), (row["leg_stop"], row["leg_target"])
