@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -280,3 +281,37 @@ async def test_failures_back_off_doubling_to_the_bound_and_the_loop_recovers(
     async with runtime.pool.acquire() as conn:
         state = await conn.fetchrow("SELECT passes, last_error FROM monitor_state")
     assert state is not None and state["passes"] >= 1 and state["last_error"] is None
+
+
+HKT = ZoneInfo("Asia/Hong_Kong")
+
+
+async def test_on_hk_a_board_lot_position_is_closed_at_its_stop_and_the_lunch_break_is_an_end_of_session(
+    database_url: str,
+) -> None:
+    clock = FixedClock(datetime(2026, 12, 2, 10, 30, tzinfo=HKT))
+    hk = Settings(
+        database_url=SecretStr(database_url),
+        market="HK",
+        agent_id="hk_agent",
+        sim_seed=7,
+        sim_clock="wall",
+        sim_starting_cash=D(1_000_000),
+    )
+    async with open_runtime(hk, clock=clock) as rt, open_runtime(monitor_settings(hk), clock=clock) as mrt:
+        watcher = build_monitor(mrt, assemble(mrt))
+        ctl = SimControls(cast(SimExchange, rt.broker))
+        entry = await buy(rt, clock, "00700", "200")
+        loop, _ = loop_of(watcher, clock, 1)
+        await pin(ctl, "00700", entry * D("0.97"))  # past HK's default stop of 2.5 %
+        assert await loop.once() == EXIT_OK
+        assert await held(rt) == {}
+
+        second = await buy(rt, clock, "00005", "400")
+        clock.set(datetime(2026, 12, 2, 11, 52, tzinfo=HKT))  # 8 minutes to the lunch break
+        await pin(ctl, "00005", second)
+        assert await loop.once() == EXIT_OK
+        assert await held(rt) == {}
+        async with rt.pool.acquire() as conn:
+            rules = [r["rule"] for r in await conn.fetch("SELECT rule FROM monitor_checks WHERE action = 'closed'")]
+        assert rules == ["stop_loss", "end_of_session"]
