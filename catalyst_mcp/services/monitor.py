@@ -120,6 +120,9 @@ class MonitorService:
         async with self.db.transaction() as conn:
             marks = await store.advance_marks(conn, self.market, priced, self.clock.now())
         facts = session_facts(self.profile, at)
+        # Positions open on the wall clock; the broker's clock may differ (the simulated exchange's own time):
+        # the time held is measured on the wall clock, the session facts on the broker's.
+        skew = at - self.clock.now()
         checks: list[Check] = []
         for position in positions:
             quote = quotes.get(position.symbol)
@@ -135,7 +138,7 @@ class MonitorService:
                 quote.last,
                 mark.high_water,
                 mark.low_water,
-                position.opened_at,
+                position.opened_at + skew,
                 at,
                 reading.daily if reading.known else None,
                 facts.close or _NO_CLOSE,

@@ -28,6 +28,7 @@ from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.services.audit import Caller
 from catalyst_mcp.services.monitor import EXIT_BUSY, EXIT_OK, MonitorLoop, MonitorService
+from catalyst_mcp.signals.exits import Strength
 
 D = Decimal
 NY = ZoneInfo("America/New_York")
@@ -209,6 +210,21 @@ async def test_a_weaker_signal_than_the_setting_is_watched_not_acted_on(
         check = await conn.fetchrow("SELECT strength, rule, action FROM monitor_checks ORDER BY check_id DESC")
     assert check is not None and check["action"] == "watched"
     assert check["strength"] in ("moderate", "weak", "none")
+
+
+async def test_with_exit_strength_moderate_a_flat_position_is_closed_by_the_time_stop(
+    runtime: Runtime, ctl: SimControls, clock: FixedClock, watcher: MonitorService
+) -> None:
+    entry = await buy(runtime, clock, "AAPL", "10")
+    clock.advance(timedelta(hours=2, minutes=1))
+    await pin(ctl, "AAPL", entry)
+    moderate = replace(watcher, policy=replace(watcher.policy, exit_strength=Strength.MODERATE))
+    loop, _ = loop_of(moderate, clock, 1)
+    assert await loop.once() == EXIT_OK
+    assert await held(runtime) == {}
+    async with runtime.pool.acquire() as conn:
+        rule = await conn.fetchval("SELECT rule FROM monitor_checks WHERE action = 'closed'")
+    assert rule in ("time_stop", "ma_breakdown")
 
 
 async def test_one_monitor_per_market_a_second_waits_for_the_lease(
