@@ -198,7 +198,9 @@ def assemble(rt: Runtime) -> Services:
         ),
         orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
         sync=sync,
-        portfolio=PortfolioService(db, broker, data, clock, rt.profile),
+        portfolio=PortfolioService(
+            db, broker, data, clock, rt.profile, settings.scanner.criteria(market), settings.scanner.symbols(market)
+        ),
         technicals=TechnicalsService(data, rt.profile),
         directives=directives,
         supervision=SupervisionService(db, rt.lane, halting, directives, broker, clock, market),

@@ -9,11 +9,12 @@ import os
 import re
 import tomllib
 from contextvars import ContextVar
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,9 +24,11 @@ from pydantic_settings import (
 )
 
 from catalyst_mcp.domain.enums import BrokerKind, BrokerMode, Market
-from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.domain.errors import InvalidInput, OperatorNeeded
 from catalyst_mcp.domain.roles import Role
+from catalyst_mcp.markets.symbols import canonical_symbol, normalise_symbol
 from catalyst_mcp.risk.limits import RiskLimits, limits_for
+from catalyst_mcp.signals.scanner import ScanCriteria, ScanTier, check_tiers, default_criteria
 
 # The TOML file this load reads, if any: set by load_settings (``--config`` or CATALYST_CONFIG).
 _config_file: ContextVar[Path | None] = ContextVar("catalyst_config_file", default=None)
@@ -45,6 +48,107 @@ class SyncSettings(BaseModel):
         description="an order of ours still pending and unknown to the broker this long after it was recorded"
         " never reached it (its sender crashed or gave up): the sync ends it as rejected",
     )
+
+
+ScanPct = Annotated[Decimal, Field(allow_inf_nan=False, ge=-100, le=1000)]
+
+
+class ScanTierSettings(BaseModel):
+    """One tier of the scanner: a symbol qualifies when it meets every threshold set (percent; inclusive)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    min_change_pct: ScanPct | None = None
+    min_relative_volume: Annotated[Decimal, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    min_gap_pct: ScanPct | None = None
+
+    def tier(self) -> ScanTier:
+        return ScanTier(self.name, self.min_change_pct, self.min_relative_volume, self.min_gap_pct)
+
+
+class ScannerSettings(BaseModel):
+    """The market scanner (scan_market). What is left unset takes the market's default (``signals/scanner.py``);
+    percentages are percent, prices and turnover in the market's currency, volumes in shares a day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    universe: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="the symbols scanned, comma-separated; unset: the market data's own list (the simulated"
+        " exchange's instruments, Alpaca's watchlist of large caps)",
+    )
+    min_price: Money | None = None
+    max_price: Money | None = None
+    min_avg_volume: Money | None = None
+    min_avg_turnover: Money | None = Field(default=None, description="average daily volume × last price")
+    max_spread_pct: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
+    tiers: tuple[ScanTierSettings, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="strictest first, each looser than the one before; replaces the market's tiers",
+    )
+    gap_weight: Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    volume_weight: Annotated[Decimal, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    volume_cap: Annotated[Decimal, Field(ge=1, le=1000, allow_inf_nan=False)] | None = None
+
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("universe")
+    @classmethod
+    def _symbols(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for raw in value or ():
+            if canonical_symbol(Market.US, raw) is None and canonical_symbol(Market.HK, raw) is None:
+                raise ValueError(f"{raw[:20]!r} is not a symbol (a US ticker such as AAPL or an HK code such as 700)")
+        return value
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_loosen(cls, value: tuple[ScanTierSettings, ...] | None) -> tuple[ScanTierSettings, ...] | None:
+        if value is not None:
+            check_tiers([t.tier() for t in value])
+        return value
+
+    @model_validator(mode="after")
+    def _price_range(self) -> ScannerSettings:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"min_price {self.min_price} is above max_price {self.max_price}")
+        return self
+
+    def criteria(self, market: Market) -> ScanCriteria:
+        """The market's default criteria with these settings over them."""
+        base = default_criteria(market)
+        filters = {
+            name: value
+            for name in ("min_price", "max_price", "min_avg_volume", "min_avg_turnover", "max_spread_pct")
+            if (value := getattr(self, name)) is not None
+        }
+        weights = {
+            name: value
+            for name, value in (
+                ("gap", self.gap_weight),
+                ("volume", self.volume_weight),
+                ("volume_cap", self.volume_cap),
+            )
+            if value is not None
+        }
+        tiers = base.tiers if self.tiers is None else tuple(t.tier() for t in self.tiers)
+        return ScanCriteria(replace(base.filters, **filters), tiers, replace(base.weights, **weights))
+
+    def symbols(self, market: Market) -> tuple[str, ...] | None:
+        """The universe in ``market``'s canonical symbols (None: the market data's own list)."""
+        if self.universe is None:
+            return None
+        try:
+            return tuple(dict.fromkeys(normalise_symbol(market, raw) for raw in self.universe))
+        except InvalidInput as exc:
+            raise OperatorNeeded(f"invalid setting CATALYST_SCANNER__UNIVERSE: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -97,6 +201,7 @@ class Settings(BaseSettings):
     http_max_sessions: int = Field(default=4000, ge=1, le=100000)
     risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()
+    scanner: ScannerSettings = ScannerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,9 +9,10 @@ from typing import Protocol
 
 from catalyst_mcp.domain.changes import Change, Published
 from catalyst_mcp.domain.enums import BrokerMode, Side
-from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
+from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, OrderIntent, Quote
 from catalyst_mcp.domain.roles import Grant
 from catalyst_mcp.signals.bars import Bar, BarSize
+from catalyst_mcp.signals.scanner import ScanRow
 
 
 class Clock(Protocol):
@@ -81,7 +82,7 @@ class Broker(Protocol):
 
 class MarketData(Protocol):
     @property
-    def tier(self) -> str:
+    def source(self) -> str:
         """Where the data comes from, as scan_market reports it (``simulated``, ``alpaca-iex``)."""
         ...
 
@@ -93,8 +94,9 @@ class MarketData(Protocol):
         """The latest quotes of several symbols in one request; unknown symbols are absent."""
         ...
 
-    async def scan(self, limit: int) -> list[Candidate]:
-        """Candidates ranked by momentum, best first."""
+    async def scan_rows(self, symbols: Sequence[str] | None = None) -> list[ScanRow]:
+        """Today's row of each symbol for the scanner (``symbols``, else the source's own universe); symbols it
+        does not know, or cannot price, are absent."""
         ...
 
     async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:

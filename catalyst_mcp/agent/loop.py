@@ -315,7 +315,8 @@ def summarize(tool: str, result: Mapping[str, Any]) -> str:
         case "scan_market":
             rows = result.get("candidates") or []
             top = ", ".join(f"{row.get('symbol')} {row.get('score')}" for row in rows[:3])
-            return f"{len(rows)} candidates (tier {result.get('tier')})" + (f", top {top}" if top else "")
+            tier = f"tier {result['tier']}" if result.get("tier") else "no tier found any"
+            return f"{len(rows)} candidates ({tier}, {result.get('source')})" + (f", top {top}" if top else "")
         case "get_quote":
             prices = " ".join(f"{key} {result.get(key)}" for key in ("bid", "ask", "last"))
             return f"{result.get('symbol')} {prices}"

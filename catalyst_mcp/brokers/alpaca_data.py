@@ -1,5 +1,5 @@
-"""Alpaca market data behind the MarketData port: quotes and snapshots, daily and minute bars, and a
-momentum scan over a watchlist. The SDK's calls run through the broker's runner (worker threads, a bounded
+"""Alpaca market data behind the MarketData port: quotes and snapshots, daily and minute bars, and the
+scanner's rows of a watchlist. The SDK's calls run through the broker's runner (worker threads, a bounded
 limiter, explicit timeouts, errors translated once)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Final, Literal, Protocol, TypeVar
 
 from alpaca.common.enums import Sort
@@ -20,9 +20,10 @@ from alpaca.data.timeframe import TimeFrame
 
 from catalyst_mcp.brokers.alpaca_mapping import dec, quantity
 from catalyst_mcp.domain.errors import BrokerRejected
-from catalyst_mcp.domain.models import Candidate, Quote
+from catalyst_mcp.domain.models import Quote
 from catalyst_mcp.ports import Clock
 from catalyst_mcp.signals.bars import Bar, BarSize
+from catalyst_mcp.signals.scanner import ScanRow
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ DEFAULT_WATCHLIST: Final = (
     "HD", "KO", "PEP", "COST", "AVGO", "AMD", "NFLX", "CRM", "ORCL", "INTC", "BAC", "WMT", "DIS", "CSCO",
     "ADBE", "QCOM", "BRK.B", "LLY", "ABBV", "CVX", "MRK", "PFE",
 )  # fmt: skip
-_TWO_DP: Final = Decimal("0.01")
+AVERAGE_DAYS: Final = 20  # sessions averaged for a symbol's typical daily volume
 _MAX_BARS: Final = 10_000
 
 
@@ -133,17 +134,32 @@ def snapshot_of(raw: Snapshot) -> MarketSnapshot | None:
     )
 
 
-def candidate_of(snap: MarketSnapshot) -> Candidate | None:
-    """change_pct from the previous close, relative volume as today's volume over the previous day's,
-    score = change_pct × relative_volume (2 dp) — the same ranking the simulated exchange uses."""
+def scan_row_of(snap: MarketSnapshot, avg_volume: Decimal | None) -> ScanRow | None:
+    """The scanner's row of a snapshot: last, bid and ask from its quote, the previous close from the previous
+    daily bar, today's open and volume from today's; the average daily volume ``avg_volume``, else the previous
+    day's volume. None without both daily bars."""
     prev, day = snap.previous_day, snap.day
-    if prev is None or day is None or prev.close <= 0 or prev.volume <= 0:
+    if prev is None or day is None:
         return None
-    last = snap.quote.last
-    change = ((last - prev.close) / prev.close * 100).quantize(_TWO_DP, ROUND_HALF_EVEN)
-    relative = (day.volume / prev.volume).quantize(_TWO_DP, ROUND_HALF_EVEN)
-    score = (change * relative).quantize(_TWO_DP, ROUND_HALF_EVEN)
-    return Candidate(snap.quote.symbol, last, change, day.volume, relative, score)
+    return ScanRow(
+        symbol=snap.quote.symbol,
+        last=snap.quote.last,
+        prev_close=prev.close,
+        open=day.open,
+        volume=day.volume,
+        avg_volume=avg_volume if avg_volume is not None else prev.volume,
+        bid=snap.quote.bid,
+        ask=snap.quote.ask,
+    )
+
+
+def average_volume(bars: Sequence[PriceBar], before: datetime, days: int = AVERAGE_DAYS) -> Decimal | None:
+    """The mean volume of the last ``days`` daily bars starting before ``before`` (today's left out); None
+    without any."""
+    earlier = sorted((b for b in bars if b.at < before), key=lambda b: b.at)[-days:]
+    if not earlier:
+        return None
+    return sum((b.volume for b in earlier), Decimal(0)) / len(earlier)
 
 
 class AlpacaMarketData:
@@ -165,7 +181,7 @@ class AlpacaMarketData:
         self._watchlist = tuple(watchlist)
 
     @property
-    def tier(self) -> str:
+    def source(self) -> str:
         return f"alpaca-{self._feed.value}"
 
     def lot_size(self, symbol: str) -> Decimal:
@@ -236,10 +252,34 @@ class AlpacaMarketData:
         bars = [b for b in (_bar(item) for item in data.get(symbol, [])) if b is not None]
         return sorted(bars, key=lambda b: b.at)[-limit:]
 
-    async def scan(self, limit: int) -> list[Candidate]:
-        if limit < 0:
-            raise ValueError(f"limit must be zero or more, got {limit}")
-        snaps = await self.get_snapshots(self._watchlist)
-        found = [c for c in (candidate_of(s) for s in snaps.values()) if c is not None]
-        found.sort(key=lambda c: (-c.score, c.symbol))
-        return found[:limit]
+    async def scan_rows(self, symbols: Sequence[str] | None = None) -> list[ScanRow]:
+        """Two requests: snapshots of the symbols (the watchlist unless given), and their daily bars of the last
+        weeks for the average volume (of the last 20 sessions before today)."""
+        wanted = list(self._watchlist if symbols is None else symbols)
+        snaps = await self.get_snapshots(wanted)
+        if not snaps:
+            return []
+        daily = await self.get_daily_bars(list(snaps), AVERAGE_DAYS)
+        rows = []
+        for symbol, snap in snaps.items():
+            today = snap.day.at if snap.day is not None else self._clock.now()
+            row = scan_row_of(snap, average_volume(daily.get(symbol, []), today))
+            if row is not None:
+                rows.append(row)
+        return rows
+
+    async def get_daily_bars(self, symbols: Sequence[str], sessions: int) -> dict[str, list[PriceBar]]:
+        """Each symbol's daily bars of about the last ``sessions`` sessions (and today's), in one request."""
+        now = self._clock.now()
+        request = StockBarsRequest(
+            symbol_or_symbols=list(symbols),
+            timeframe=TimeFrame.Day,
+            start=now - timedelta(days=sessions * 7 // 5 + 10),
+            end=now,
+            feed=self._feed,
+        )
+        raw = await self._run.read("bars", lambda: self._client.get_stock_bars(request))
+        data = getattr(raw, "data", {})
+        return {
+            str(symbol): [b for b in (_bar(item) for item in items) if b is not None] for symbol, items in data.items()
+        }

@@ -24,10 +24,11 @@ from catalyst_mcp.brokers.alpaca_transport import FastSession
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import BrokerMode, Market, Side
 from catalyst_mcp.domain.errors import OperatorNeeded
-from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
+from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, OrderIntent, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.signals.bars import Bar, BarSize
+from catalyst_mcp.signals.scanner import ScanRow
 
 if TYPE_CHECKING:
     from catalyst_mcp.brokers.alpaca import Opened
@@ -160,7 +161,7 @@ class LazyAlpacaMarketData:
         self._feed = feed
 
     @property
-    def tier(self) -> str:
+    def source(self) -> str:
         return f"alpaca-{self._feed}"
 
     async def _data(self) -> MarketData:
@@ -172,8 +173,8 @@ class LazyAlpacaMarketData:
     async def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
         return await (await self._data()).get_quotes(symbols)
 
-    async def scan(self, limit: int) -> list[Candidate]:
-        return await (await self._data()).scan(limit)
+    async def scan_rows(self, symbols: Sequence[str] | None = None) -> list[ScanRow]:
+        return await (await self._data()).scan_rows(symbols)
 
     async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
         return await (await self._data()).get_bars(symbol, size, count)

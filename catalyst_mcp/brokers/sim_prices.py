@@ -21,8 +21,9 @@ from types import MappingProxyType
 from typing import Final
 
 from catalyst_mcp.domain.enums import Market
-from catalyst_mcp.domain.models import Candidate, Quote
+from catalyst_mcp.domain.models import Quote
 from catalyst_mcp.markets.profiles import MarketProfile
+from catalyst_mcp.signals.scanner import ScanRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,25 +240,21 @@ def day_stats(seed: int, instrument: Instrument, at: datetime, profile: MarketPr
     )
 
 
-def momentum_scan(
-    seed: int,
-    universe: Mapping[str, Instrument] | Iterable[Instrument],
-    at: datetime,
-    profile: MarketProfile,
-    limit: int,
-) -> list[Candidate]:
-    """The `limit` best momentum candidates at `at`, best first.
-
-    score = change_pct × relative_volume (2 dp): today's percent move, weighted by how unusually
-    actively the symbol trades. Ties are broken by symbol, ascending.
-    """
-    if limit < 0:
-        raise ValueError(f"limit must be zero or more, got {limit}")
-    instruments = universe.values() if isinstance(universe, Mapping) else universe
-    candidates = []
-    for inst in instruments:
-        st = day_stats(seed, inst, at, profile)
-        score = (st.change_pct * st.relative_volume).quantize(_TWO_DP, ROUND_HALF_EVEN)
-        candidates.append(Candidate(inst.symbol, st.last, st.change_pct, st.volume, st.relative_volume, score))
-    candidates.sort(key=lambda c: (-c.score, c.symbol))
-    return candidates[:limit]
+def scan_row(
+    seed: int, instrument: Instrument, at: datetime, profile: MarketProfile, quote: Quote | None = None
+) -> ScanRow:
+    """The scanner's row of `instrument` at `at`: the last price, bid and ask of `quote` (one around a pinned
+    price, say; else the model's), the previous close, today's open (the previous close: the model's days open
+    where the last one closed, without a gap), today's volume so far and the instrument's average daily volume."""
+    stats = day_stats(seed, instrument, at, profile)
+    q = quote if quote is not None else quote_at(seed, instrument, at, profile)
+    return ScanRow(
+        symbol=instrument.symbol,
+        last=q.last,
+        prev_close=stats.prev_close,
+        open=stats.prev_close,
+        volume=stats.volume,
+        avg_volume=Decimal(instrument.avg_daily_volume),
+        bid=q.bid,
+        ask=q.ask,
+    )

@@ -20,14 +20,15 @@ from catalyst_mcp.brokers.sim_bars import daily_bars, intraday_bars
 from catalyst_mcp.brokers.sim_book import Conn, SimBook
 from catalyst_mcp.brokers.sim_faults import FaultMode, FaultOp, mode_of, refuse_after, refuse_before, with_fault
 from catalyst_mcp.brokers.sim_orders import OPEN, decode_order, decode_orders, order_value
-from catalyst_mcp.brokers.sim_prices import momentum_scan
+from catalyst_mcp.brokers.sim_prices import scan_row
 from catalyst_mcp.domain.enums import BrokerMode, Side
 from catalyst_mcp.domain.errors import InvalidInput
-from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, Candidate, OrderIntent, Quote
+from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, OrderIntent, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.markets.simclock import session_anchor, sim_now
 from catalyst_mcp.ports import Clock
 from catalyst_mcp.signals.bars import Bar, BarSize
+from catalyst_mcp.signals.scanner import ScanRow
 
 _POSITIONS = """(SELECT array_agg(ROW(symbol, quantity, avg_entry_price) ORDER BY symbol)
                  FROM sim.positions WHERE market = $1 AND quantity <> 0)"""
@@ -60,7 +61,7 @@ class SimExchange:
         self._book = SimBook(pool, profile, seed=seed, starting_cash=starting_cash)
 
     name = "sim"
-    tier = "simulated"
+    source = "simulated"
 
     @property
     def mode(self) -> BrokerMode:
@@ -165,8 +166,17 @@ class SimExchange:
         minutes = int(size.duration.total_seconds()) // 60
         return intraday_bars(self._seed, instrument, now, self._profile, minutes, count)
 
-    async def scan(self, limit: int) -> list[Candidate]:
-        return momentum_scan(self._seed, self._book.universe, await self.now(), self._profile, limit)
+    async def scan_rows(self, symbols: Sequence[str] | None = None) -> list[ScanRow]:
+        """From the same price path as the quotes and bars, read with ``get_quotes`` (so a pinned price and a
+        quote fault apply as they do to quotes)."""
+        wanted = list(self._book.universe) if symbols is None else [s for s in symbols if self._book.instrument(s)]
+        quotes = await self.get_quotes(wanted)
+        rows = []
+        for symbol in wanted:
+            instrument, quote = self._book.instrument(symbol), quotes.get(symbol)
+            if instrument is not None and quote is not None:
+                rows.append(scan_row(self._seed, instrument, quote.at, self._profile, quote))
+        return rows
 
     # --- account ------------------------------------------------------------------------------------
 

@@ -8,17 +8,18 @@ import pydantic_core
 from mcp_types import CallToolResult, TextContent
 
 from catalyst_mcp.domain.enums import BrokerMode, Market, OrderStatus
-from catalyst_mcp.domain.models import Candidate, Position, Quote
+from catalyst_mcp.domain.models import Position, Quote
 from catalyst_mcp.domain.records import AuditEvent, DirectiveRecord, OrderRecord, TradingStateRecord
 from catalyst_mcp.reconcile.plan import ChangeKind
 from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
 from catalyst_mcp.services.cycles import StartResult
 from catalyst_mcp.services.execution import ExecutionResult
-from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, mark
+from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, ScanReport, mark
 from catalyst_mcp.services.sync import SyncResult
 from catalyst_mcp.services.technicals import TechnicalsReading
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
+from catalyst_mcp.signals.scanner import ScanCandidate
 
 
 def sync_out(result: SyncResult) -> m.SyncOut:
@@ -95,14 +96,33 @@ def portfolio_out(portfolio: Portfolio) -> m.PortfolioOut:
     )
 
 
-def candidate_out(c: Candidate) -> m.CandidateOut:
+def candidate_out(c: ScanCandidate) -> m.CandidateOut:
     return m.CandidateOut(
         symbol=c.symbol,
         price=c.price,
         change_pct=c.change_pct,
+        gap_pct=c.gap_pct,
         volume=c.volume,
         relative_volume=c.relative_volume,
+        spread_pct=c.spread_pct,
         score=c.score,
+    )
+
+
+def scan_out(report: ScanReport) -> m.ScanOut:
+    r = report.result
+    return m.ScanOut(
+        candidates=[candidate_out(c) for c in r.candidates],
+        tier=r.tier.name if r.tier is not None else None,
+        tier_level=r.level,
+        tier_count=r.tier_count,
+        source=report.source,
+        considered=r.considered,
+        passed_filters=r.passed_filters,
+        qualified=r.qualified,
+        scan_id=report.scan_id,
+        at=report.at,
+        summary=r.describe(),
     )
 
 

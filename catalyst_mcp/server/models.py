@@ -116,16 +116,27 @@ class PortfolioOut(Out):
 
 class CandidateOut(Out):
     symbol: str
-    price: Dec
-    change_pct: Dec
-    volume: Dec
-    relative_volume: Dec
-    score: Dec
+    price: Dec = Field(description="the last price")
+    change_pct: Dec = Field(description="percent from the previous close")
+    gap_pct: Dec | None = Field(description="today's open, percent from the previous close; null without an open")
+    volume: Dec = Field(description="today's volume so far, shares")
+    relative_volume: Dec = Field(description="today's volume ÷ what a typical day has traded by this time")
+    spread_pct: Dec | None = Field(description="(ask − bid) ÷ mid, percent; null without both sides")
+    score: Dec = Field(description="change_pct + 0.5 × gap_pct + 0.5 × (relative volume up to 5 − 1), by default")
 
 
 class ScanOut(Out):
-    candidates: list[CandidateOut]
-    tier: str
+    candidates: list[CandidateOut] = Field(description="those that met the tier's thresholds, best first")
+    tier: str | None = Field(description="the tier used (e.g. strong, moderate, mild, any); null when none found any")
+    tier_level: int | None = Field(description="the tier's place, 1 the strictest; null when none found any")
+    tier_count: int = Field(description="how many tiers there are, tried strictest first")
+    source: str = Field(description="where the data came from: simulated, alpaca-iex or alpaca-sip")
+    considered: int = Field(description="symbols scanned")
+    passed_filters: int = Field(description="symbols that passed the price, volume and spread filters")
+    qualified: int = Field(description="symbols that met the tier's thresholds (candidates holds up to limit)")
+    scan_id: int = Field(description="the stored scan")
+    at: Utc
+    summary: str = Field(description="one line: the tier used and the counts, or that no tier found anything")
 
 
 class QuoteOut(Out):

@@ -37,10 +37,12 @@ async def sync_positions(
 async def scan_market(
     call: CallArg, cycle_id: CycleIdArg | None = None, limit: Annotated[int, Field(ge=1, le=50)] = 10
 ) -> m.ScanOut:
-    """Candidates ranked by momentum (price change weighted by relative volume), best first."""
-    portfolio = call.services.portfolio
-    found = await portfolio.scan(limit)
-    return m.ScanOut(candidates=[mapping.candidate_out(c) for c in found], tier=portfolio.tier)
+    """Rank the market's universe by momentum, relative volume and gap after price, volume and spread filters,
+    best first. Tiers of thresholds are tried strictest first; the first under which anything qualifies is used
+    and named in `tier` (null when none found anything). Every scan is stored with its cycle."""
+    report = await call.services.portfolio.scan(limit, cycle_id)
+    call.add(Phase.SCAN, PhaseStatus.COMPLETED, report.result.describe())
+    return mapping.scan_out(report)
 
 
 @tool(READ_ONLY, in_cycle=True)

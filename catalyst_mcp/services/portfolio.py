@@ -1,16 +1,18 @@
 """get_portfolio (the account from the broker and the book from PostgreSQL, marked to market), the book as
-recorded, and the market data tools (scan_market, get_quote)."""
+recorded, and the market data tools (scan_market, stored with its cycle; get_quote)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
-from catalyst_mcp.domain.models import Account, Candidate, Position, Quote
+from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.services.reading import concurrently, start_equity
-from catalyst_mcp.store import book, orders
+from catalyst_mcp.signals.scanner import ScanCriteria, ScanResult, default_criteria, rank, session_fraction
+from catalyst_mcp.store import book, orders, scans
 from catalyst_mcp.store.db import Database
 
 _CENT = Decimal("0.01")
@@ -50,12 +52,22 @@ def mark(position: Position, quote: Quote | None, protection: Protection = (None
 
 
 @dataclass(frozen=True, slots=True)
+class ScanReport:
+    scan_id: int
+    at: datetime
+    source: str  # where the data came from (``simulated``, ``alpaca-iex``)
+    result: ScanResult
+
+
+@dataclass(frozen=True, slots=True)
 class PortfolioService:
     db: Database
     broker: Broker
     market_data: MarketData
     clock: Clock
     profile: MarketProfile
+    scanner: ScanCriteria | None = None  # the market's defaults unless given
+    universe: tuple[str, ...] | None = None  # the symbols scanned; None: the market data's own list
 
     async def get_portfolio(self) -> Portfolio:
         """The book with its working protection, marked with one batch of quotes read alongside the account."""
@@ -84,12 +96,20 @@ class PortfolioService:
         async with self.db.connection() as conn:
             return await book.open_positions(conn, self.profile.market)
 
-    async def scan(self, limit: int) -> list[Candidate]:
-        return await self.market_data.scan(limit)
+    async def scan(self, limit: int, cycle_id: str | None = None) -> ScanReport:
+        """Rank the universe's rows with the scanner's tiers (relative volume against the share of today's
+        session gone by) and store the scan with its cycle."""
+        rows = await self.market_data.scan_rows(self.universe)
+        now = await self.broker.now()
+        fraction = session_fraction(self.profile.session_intervals(self.profile.latest_session(now)), now)
+        criteria = self.scanner if self.scanner is not None else default_criteria(self.profile.market)
+        result = rank(rows, criteria, limit, fraction=fraction)
+        at, source = self.clock.now(), self.market_data.source
+        async with self.db.connection() as conn:
+            scan_id = await scans.insert(
+                conn, market=self.profile.market, cycle_id=cycle_id, at=at, source=source, result=result
+            )
+        return ScanReport(scan_id, at, source, result)
 
     async def quote(self, symbol: str) -> Quote | None:
         return await self.market_data.get_quote(symbol)
-
-    @property
-    def tier(self) -> str:
-        return self.market_data.tier

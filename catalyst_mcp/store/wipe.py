@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from catalyst_mcp.store import approvals, audit, book, cycles, orders, sync_runs, trading_state
+from catalyst_mcp.store import approvals, audit, book, cycles, orders, scans, sync_runs, trading_state
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.db import Conn
 
@@ -15,6 +15,7 @@ BOOK_TABLES = (
     *approvals.TABLES,
     *book.TABLES,
     *sync_runs.TABLES,
+    *scans.TABLES,
     *cycles.TABLES,
     *trading_state.TABLES,
 )

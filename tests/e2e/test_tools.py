@@ -29,7 +29,8 @@ UTC_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?\+00:00$")
 DECIMAL_KEYS = {
     "cash", "equity", "buying_power", "day_pnl", "quantity", "avg_entry_price", "market_price",
     "market_value", "unrealized_pnl", "unrealized_pnl_pct", "stop_loss", "take_profit", "price",
-    "change_pct", "volume", "relative_volume", "score", "bid", "ask", "last", "bid_size", "ask_size",
+    "change_pct", "gap_pct", "spread_pct", "volume", "relative_volume", "score", "bid", "ask", "last", "bid_size",
+    "ask_size",
     "limit_price", "suggested_quantity", "filled_quantity", "avg_fill_price", "from", "to",
     "rsi_14", "sma_10", "sma_20", "sma_50", "ema_9", "ema_21", "line", "signal", "histogram", "atr_14", "vwap",
 }  # fmt: skip
@@ -50,7 +51,13 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
         {"phantoms_closed", "missing_added", "quantity_updated", "changes_made"}
         | {"sync_id", "dry_run", "refused", "details"},
     ),
-    "scan_market": ((True, False, True, True), {"cycle_id", "limit"}, set(), {"candidates", "tier"}),
+    "scan_market": (
+        (True, False, True, True),
+        {"cycle_id", "limit"},
+        set(),
+        {"candidates", "tier", "tier_level", "tier_count", "source", "considered", "passed_filters", "qualified"}
+        | {"scan_id", "at", "summary"},
+    ),
     "get_quote": (
         (True, False, True, True),
         {"symbol", "cycle_id"},
@@ -243,6 +250,8 @@ async def test_a_full_cycle_runs_every_phase_to_completion(tools: Tools, book: B
     assert 1 <= len(scan["candidates"]) <= 3
     scores = [Decimal(c["score"]) for c in scan["candidates"]]
     assert scores == sorted(scores, reverse=True), "candidates come best first"
+    assert scan["source"] == "simulated" and scan["tier"] in ("strong", "moderate", "mild", "any")
+    assert 1 <= scan["tier_level"] <= scan["tier_count"] and len(scan["candidates"]) <= scan["qualified"]
     checked += check_wire_format(scan)
     symbol = scan["candidates"][0]["symbol"]
 

@@ -1,4 +1,5 @@
-"""Alpaca market data (quotes, snapshots, bars, the scan) through the real SDK against the emulator."""
+"""Alpaca market data (quotes, snapshots, bars) through the real SDK against the emulator; the scanner's rows are
+in test_alpaca_scan."""
 
 from __future__ import annotations
 
@@ -92,16 +93,6 @@ async def test_the_ports_bars_are_alpacas_daily_bars_and_its_minute_bars_combine
         assert bar.volume == sum(m.volume for m in inside)
     assert await alpaca.data.get_bars("ZZZZ", BarSize.DAY, 5) == []
     assert await alpaca.data.get_bars("NVDA", BarSize.DAY, 0) == []
-
-
-async def test_the_scan_ranks_the_watchlist_by_momentum_score(alpaca: Adapter) -> None:
-    found = await alpaca.data.scan(5)
-
-    assert len(found) == 5
-    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
-    best = found[0]
-    assert best.price == alpaca.emulator.quote(best.symbol).last
-    assert best.score == (best.change_pct * best.relative_volume).quantize(Decimal("0.01"))
 
 
 async def test_the_latest_quotes_endpoint_speaks_alpacas_shape(alpaca: Adapter) -> None:

@@ -1,4 +1,4 @@
-"""The simulated exchange's price model: deterministic, on tick, moving, and a sorted momentum scan."""
+"""The simulated exchange's price model: deterministic, on tick, moving, and the scanner's rows."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from catalyst_mcp.brokers.sim_prices import (
     UNIVERSE_US,
     Instrument,
     day_stats,
-    momentum_scan,
     pinned_quote,
     quote_at,
+    scan_row,
     universe_for,
 )
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.markets import HK_PROFILE, PROFILES, US_PROFILE
+from catalyst_mcp.signals.scanner import relative_volume, session_fraction
 
 NY = ZoneInfo("America/New_York")
 HKT = ZoneInfo("Asia/Hong_Kong")
@@ -191,35 +192,36 @@ def test_volume_grows_through_the_day_while_relative_volume_holds() -> None:
     assert len({s.relative_volume for s in day}) == 1
 
 
-# --- momentum scan ------------------------------------------------------------------------------------
+# --- the scanner's rows ---------------------------------------------------------------------------------
 
 
-def test_scan_is_sorted_by_score_best_first_with_ties_broken_by_symbol() -> None:
-    result = momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=len(UNIVERSE_US))
-    assert len(result) == len(UNIVERSE_US)
-    keys = [(-c.score, c.symbol) for c in result]
-    assert keys == sorted(keys)
+def test_a_scan_row_is_the_quote_with_todays_statistics_and_the_average_volume() -> None:
+    inst = UNIVERSE_US["NVDA"]
+    r = scan_row(7, inst, US_MIDDAY, US_PROFILE)
+    stats = day_stats(7, inst, US_MIDDAY, US_PROFILE)
+    quote = quote_at(7, inst, US_MIDDAY, US_PROFILE)
+    assert (r.symbol, r.last, r.bid, r.ask) == ("NVDA", quote.last, quote.bid, quote.ask)
+    assert (r.prev_close, r.volume, r.avg_volume) == (stats.prev_close, stats.volume, Decimal(inst.avg_daily_volume))
+    assert r.open == r.prev_close, "the model's days open where the last one closed"
 
 
-def test_scan_score_is_change_times_relative_volume() -> None:
-    for c in momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=5):
-        assert c.score == (c.change_pct * c.relative_volume).quantize(Decimal("0.01"))
-        stats = day_stats(7, UNIVERSE_US[c.symbol], US_MIDDAY, US_PROFILE)
-        assert (c.price, c.change_pct, c.volume, c.relative_volume) == (
-            stats.last,
-            stats.change_pct,
-            stats.volume,
-            stats.relative_volume,
-        )
+def test_a_scan_row_around_a_pinned_quote_takes_its_prices() -> None:
+    inst = UNIVERSE_HK["00700"]
+    at = datetime(2026, 11, 25, 10, 0, tzinfo=HKT)
+    pinned = pinned_quote(7, inst, at, HK_PROFILE, Decimal("420"))
+    r = scan_row(7, inst, at, HK_PROFILE, pinned)
+    assert (r.last, r.bid, r.ask) == (Decimal("420"), pinned.bid, pinned.ask)
+    assert r.prev_close == day_stats(7, inst, at, HK_PROFILE).prev_close
 
 
-def test_scan_is_deterministic_and_respects_the_limit() -> None:
-    first = momentum_scan(7, UNIVERSE_HK, datetime(2026, 11, 25, 10, 0, tzinfo=HKT), HK_PROFILE, limit=3)
-    second = momentum_scan(7, UNIVERSE_HK.values(), datetime(2026, 11, 25, 10, 0, tzinfo=HKT), HK_PROFILE, 3)
-    assert first == second
-    assert len(first) == 3
-
-
-def test_scan_with_a_negative_limit_is_refused() -> None:
-    with pytest.raises(ValueError, match="limit"):
-        momentum_scan(7, UNIVERSE_US, US_MIDDAY, US_PROFILE, limit=-1)
+def test_relative_volume_measured_by_the_time_of_day_stays_near_the_days_own() -> None:
+    inst = UNIVERSE_US["AAPL"]
+    day = [datetime(2026, 11, 25, h, 45, tzinfo=NY) for h in range(9, 16)]
+    bounds = US_PROFILE.session_intervals(day[0].date())
+    measured = [
+        relative_volume(r.volume, r.avg_volume, session_fraction(bounds, at))
+        for at in day
+        for r in [scan_row(4, inst, at, US_PROFILE)]
+    ]
+    own = day_stats(4, inst, day[0], US_PROFILE).relative_volume
+    assert all(abs(m - own) <= own * Decimal("0.1") for m in measured), (measured, own)
