@@ -107,17 +107,28 @@ def agent(
     token: Annotated[
         str | None, typer.Option("--token", help="bearer token for --url (default: CATALYST_TOKEN)", show_default=False)
     ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="claude or rules (default: claude when ANTHROPIC_API_KEY is set, else rules)",
+            show_default=False,
+        ),
+    ] = None,
     agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
     data_dir: DataDir = None,
     market: Market = None,
     config: ConfigFile = None,
 ) -> None:
-    """Run one trading cycle as an MCP client of the server, showing the phases live."""
+    """Run one trading cycle as an MCP client of the server, showing the phases live. The Claude policy asks
+    the model (CATALYST_AGENT__MODEL) within its budgets; the rules policy needs no key."""
     if mode not in ("trade", "scan", "close", "heartbeat"):
         _fail(f"unknown mode {mode!r}: expected trade, scan, close or heartbeat")
+    if policy is not None and policy not in ("claude", "rules"):
+        _fail(f"unknown policy {policy!r}: expected claude or rules")
     settings = _settings(config=config, data_dir=data_dir, market=market, agent_id=agent_id)
     from catalyst_mcp.agent.loop import RichReporter
-    from catalyst_mcp.agent.runner import run_agent
+    from catalyst_mcp.agent_cli import run_agent_command
 
     env = {"CATALYST_MARKET": settings.market.value, "CATALYST_AGENT_ID": settings.agent_id}
     if data_dir is not None:
@@ -125,15 +136,16 @@ def agent(
     if config is not None:
         env["CATALYST_CONFIG"] = str(config.resolve())
     code = _run(
-        lambda: run_agent(
+        lambda: run_agent_command(
+            settings,
+            policy=policy,
             url=url,
             extra_env=env,
             token=token or (settings.token.get_secret_value() if settings.token is not None else None),
-            agent_id=settings.agent_id,
-            market=settings.market.value,
             mode=mode,
             force=force,
             reporter=RichReporter(),
+            say=typer.echo,
         )
     )
     raise typer.Exit(code)

@@ -151,6 +151,63 @@ class ScannerSettings(BaseModel):
             raise OperatorNeeded(f"invalid setting CATALYST_SCANNER__UNIVERSE: {exc}") from None
 
 
+class ModelPrice(BaseModel):
+    """What a model costs, in US dollars per million tokens (cache writes at the 5-minute TTL)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Money
+    output: Money
+    cache_write: Money
+    cache_read: Money
+
+
+# Anthropic's list prices of the models the agent knows by default; any other model needs its price in
+# CATALYST_AGENT__PRICES (a JSON object: model -> {input, output, cache_write, cache_read}).
+DEFAULT_MODEL_PRICES: dict[str, ModelPrice] = {
+    name: ModelPrice(input=Decimal(i), output=Decimal(o), cache_write=Decimal(w), cache_read=Decimal(r))
+    for name, (i, o, w, r) in {
+        "claude-opus-4-6": ("5", "25", "6.25", "0.50"),
+        "claude-opus-4-5": ("5", "25", "6.25", "0.50"),
+        "claude-sonnet-4-6": ("3", "15", "3.75", "0.30"),
+        "claude-sonnet-4-5": ("3", "15", "3.75", "0.30"),
+        "claude-haiku-4-5": ("1", "5", "1.25", "0.10"),
+    }.items()
+}
+
+
+class AgentSettings(BaseModel):
+    """The agent's Claude policy (``catalyst-mcp agent --policy claude``): the model, its budgets and the
+    retries of a model call. Money is in US dollars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(default="claude-sonnet-4-6", min_length=1, max_length=128)
+    max_turns: int = Field(default=20, ge=1, le=500, description="model calls in one cycle")
+    max_output_tokens: int = Field(default=4096, ge=1, le=64000, description="per model call")
+    daily_budget_usd: Money = Field(default=Decimal("5"), description="all agents of this database, per UTC day")
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, description="added to and over the defaults")
+    retries: int = Field(default=4, ge=0, le=20, description="of a model call after 429, 5xx, 529 or no answer")
+    retry_backoff_seconds: float = Field(default=1, ge=0, le=60, description="the first wait; doubles each time")
+    retry_max_seconds: float = Field(default=30, ge=0, le=600, description="the longest wait")
+    call_timeout_seconds: float = Field(default=120, gt=0, le=600, description="of one model call")
+
+    def price(self) -> ModelPrice:
+        """The configured model's price: its own entry, else the longest known name it extends (a dated
+        snapshot such as ``claude-haiku-4-5-20251001``). Raises OperatorNeeded when there is none."""
+        known = {**DEFAULT_MODEL_PRICES, **self.prices}
+        if self.model in known:
+            return known[self.model]
+        prefixes = [name for name in known if self.model.startswith(f"{name}-")]
+        if not prefixes:
+            raise OperatorNeeded(
+                f"no price for model {self.model}: set CATALYST_AGENT__PRICES to"
+                f' {{"{self.model}": {{"input": …, "output": …, "cache_write": …, "cache_read": …}}}}'
+                " (US dollars per million tokens)"
+            )
+        return known[max(prefixes, key=len)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CATALYST_", env_nested_delimiter="__", extra="ignore", frozen=True, populate_by_name=True
@@ -201,6 +258,7 @@ class Settings(BaseSettings):
     http_max_sessions: int = Field(default=4000, ge=1, le=100000)
     risk: RiskLimits = Field(default_factory=lambda: limits_for(Market.US))
     sync: SyncSettings = SyncSettings()
+    agent: AgentSettings = AgentSettings()
     scanner: ScannerSettings = ScannerSettings()
 
     @classmethod

@@ -92,7 +92,12 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# The model's credentials stay with the agent: the server it starts never needs them.
+AGENT_ONLY_ENV = frozenset({"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"})
+
+
 def stdio_params(extra_env: Mapping[str, str]) -> StdioServerParameters:
-    """Launch `python -m catalyst_mcp serve` with this process's environment plus `extra_env`."""
-    env = {**os.environ, **extra_env}
+    """Launch `python -m catalyst_mcp serve` with this process's environment (the model's credentials left
+    out) plus `extra_env`."""
+    env = {**{k: v for k, v in os.environ.items() if k not in AGENT_ONLY_ENV}, **extra_env}
     return StdioServerParameters(command=sys.executable, args=["-m", "catalyst_mcp", "serve"], env=env)

@@ -19,8 +19,8 @@ from catalyst_mcp.domain.phases import Phase, phases_of
 
 logger = logging.getLogger(__name__)
 
-# Steps that are not cycle tools: the agent's own decision, and its look at the cycle's status.
-_OWN_STEPS: Mapping[str, str] = {"policy": Phase.DECIDE.value, "workflow_status": "STATUS"}
+# Steps that are not cycle tools: the agent's own decision (rules or a model turn), and its look at the cycle's status.
+_OWN_STEPS: Mapping[str, str] = {"policy": Phase.DECIDE.value, "claude": "MODEL", "workflow_status": "STATUS"}
 
 
 def phase_of_step(step: str) -> str:
@@ -112,7 +112,7 @@ class CycleOutcome:
         return 0 if self.market_closed or self.completed else 1
 
 
-class _Steps:
+class Steps:
     """Calls tools, tells the reporter about each one and remembers the errors."""
 
     def __init__(self, client: ToolClient, reporter: Reporter) -> None:
@@ -156,7 +156,7 @@ async def run_cycle(
     `start_cycle` ends the run. `ServerUnavailable` propagates.
     """
     cycle_mode = CycleMode(mode)
-    steps = _Steps(client, reporter)
+    steps = Steps(client, reporter)
     try:
         started = await steps.call("start_cycle", agent_id=agent_id, market=market, mode=cycle_mode, force=force)
     except ToolCallError as exc:
@@ -205,7 +205,7 @@ async def run_cycle(
 
 
 async def _observe_and_decide(
-    steps: _Steps, policy: Policy, cycle_id: str, mode: CycleMode, quote_top: int
+    steps: Steps, policy: Policy, cycle_id: str, mode: CycleMode, quote_top: int
 ) -> tuple[list[TradeIdea], str | None]:
     """Portfolio, scan (not in close mode), quotes, then the policy; returns (ideas, failure)."""
     portfolio = await steps.try_call("get_portfolio", cycle_id=cycle_id)
@@ -231,7 +231,7 @@ async def _observe_and_decide(
 
 
 async def _act(
-    steps: _Steps, idea: TradeIdea, cycle_id: str, mode: CycleMode
+    steps: Steps, idea: TradeIdea, cycle_id: str, mode: CycleMode
 ) -> tuple[str, str, Mapping[str, Any] | None]:
     """Validate and execute one idea as the mode allows; returns (decision, reasoning, execution)."""
     if mode is CycleMode.SCAN:

@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import httpx2
 from mcp import Client
@@ -18,6 +19,9 @@ from mcp.client.streamable_http import streamable_http_client
 from catalyst_mcp.agent.client import ToolCallError, ToolClient, describe_exception, stdio_params
 from catalyst_mcp.agent.loop import Reporter, heartbeat, run_cycle
 from catalyst_mcp.agent.policy import Policy, RulesPolicy
+
+if TYPE_CHECKING:
+    from catalyst_mcp.agent.claude import ClaudeAgent
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +45,14 @@ async def run_agent(
     mode: str,
     force: bool,
     reporter: Reporter,
-    policy: Policy | None = None,
+    policy: Policy | ClaudeAgent | None = None,
     protocol: str = "auto",
     call_timeout: float | None = 60.0,
 ) -> int:
     """Run one cycle (or a heartbeat with `mode="heartbeat"`) and return the exit code.
 
-    ``token`` is sent as a bearer token to a server given by ``url``.
+    ``token`` is sent as a bearer token to a server given by ``url``. ``policy`` decides the cycle: the rules
+    (the default) or a ``ClaudeAgent``, which runs the cycle as a tool-use conversation with the model.
 
     0: the cycle completed, the market was closed, or the heartbeat answered; 1: the cycle failed
     or the connection broke during the run; 2: the server could not be reached. Every failure
@@ -70,7 +75,7 @@ async def run_agent(
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
             return await _run(
-                ToolClient(session),
+                session,
                 agent_id=agent_id,
                 market=market,
                 mode=mode,
@@ -95,25 +100,33 @@ async def run_agent(
 
 
 async def _run(
-    client: ToolClient,
+    session: Client,
     *,
     agent_id: str,
     market: str,
     mode: str,
     force: bool,
     reporter: Reporter,
-    policy: Policy,
+    policy: Policy | ClaudeAgent,
 ) -> int:
-    if mode == "heartbeat":
+    client = ToolClient(session)
+    if mode == "heartbeat":  # liveness only: no cycle, no model call
         try:
             await heartbeat(client, agent_id, reporter)
         except ToolCallError as exc:
             _fail(str(exc))
             return EXIT_FAILED
         return EXIT_OK
-    outcome = await run_cycle(
-        client, agent_id=agent_id, market=market, mode=mode, force=force, policy=policy, reporter=reporter
-    )
+    from catalyst_mcp.agent.claude import ClaudeAgent
+
+    if isinstance(policy, ClaudeAgent):
+        outcome = await policy.run_cycle(
+            session, agent_id=agent_id, market=market, mode=mode, force=force, reporter=reporter
+        )
+    else:
+        outcome = await run_cycle(
+            client, agent_id=agent_id, market=market, mode=mode, force=force, policy=policy, reporter=reporter
+        )
     if outcome.failure is not None:
         _fail(f"cycle {outcome.cycle_id or '(not started)'} failed: {outcome.failure}")
     return outcome.exit_code

@@ -60,10 +60,18 @@ async def log_decision(
 
 @tool(IDEMPOTENT_LOCAL)
 async def complete_cycle(
-    call: CallArg, cycle_id: CycleIdArg, summary: Annotated[str, Field(max_length=20000)] | None = None
+    call: CallArg,
+    cycle_id: CycleIdArg,
+    summary: Annotated[str, Field(max_length=20000)] | None = None,
+    outcome: Annotated[
+        Literal["completed", "failed"],
+        Field(description="failed: the cycle could not do its job (the summary says why, e.g. a budget exhausted)"),
+    ] = "completed",
 ) -> m.CycleStatusOut:
     """Close the cycle and return its final status."""
-    view = await call.services.cycles.complete_cycle(cycle_id=cycle_id, summary=summary, caller=call.caller)
+    view = await call.services.cycles.complete_cycle(
+        cycle_id=cycle_id, summary=summary, caller=call.caller, failed=outcome == "failed"
+    )
     return mapping.cycle_status_out(view)
 
 

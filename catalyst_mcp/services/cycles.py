@@ -103,17 +103,24 @@ class CycleService:
             )
         return decision_id
 
-    async def complete_cycle(self, *, cycle_id: str, summary: str | None, caller: Caller) -> CycleView:
+    async def complete_cycle(
+        self, *, cycle_id: str, summary: str | None, caller: Caller, failed: bool = False
+    ) -> CycleView:
+        """End the cycle: ``completed``, or ``failed`` when the agent says it could not do its job (the
+        COMPLETE phase then shows ✗ with the summary as its detail)."""
         await self.workflow.require_active_cycle(cycle_id)
         now = self.clock.now()
+        state = CycleState.FAILED if failed else CycleState.COMPLETED
+        phase_status = PhaseStatus.FAILED if failed else PhaseStatus.COMPLETED
+        args = {"cycle_id": cycle_id, **({"outcome": "failed"} if failed else {})}
         async with self.db.transaction() as conn:
             await cycles.insert_event(
                 conn,
                 cycle_id,
                 "complete_cycle",
-                event(Phase.COMPLETE, PhaseStatus.COMPLETED, now, now, summary),
+                event(Phase.COMPLETE, phase_status, now, now, summary),
             )
-            await cycles.finish_cycle(conn, cycle_id, CycleState.COMPLETED, summary, now)
-            await audit(conn, caller, "complete_cycle", {"cycle_id": cycle_id}, "completed", cycle_id)
+            await cycles.finish_cycle(conn, cycle_id, state, summary, now)
+            await audit(conn, caller, "complete_cycle", args, state.value, cycle_id)
         view = await self.workflow.status(cycle_id, None)
         return view.cycles[0]

@@ -100,7 +100,7 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
     ),
     "complete_cycle": (
         (False, False, True, False),
-        {"cycle_id", "summary"},
+        {"cycle_id", "summary", "outcome"},
         {"cycle_id"},
         {"cycle_id", "agent_id", "market", "mode", "status", "current_phase", "started_at"}
         | {"updated_at", "phases", "progress"},

@@ -145,6 +145,7 @@ def test_the_writers_are_the_aggregates_of_the_store() -> None:
         "sync_runs": "store/sync_runs.py",
         "trading_state": "store/trading_state.py",
         "equity_marks": "store/trading_state.py",
+        "agent_spend": "store/spend.py",
     }.items() <= writers.items(), writers
 
 
@@ -152,5 +153,6 @@ def test_a_wipe_of_the_book_empties_every_table_but_the_supervision_the_audit_an
     from catalyst_mcp.store.wipe import BOOK_TABLES
 
     kept = {"book_versions", "trading_state", "agent_heartbeats", "audit_events", "directives"}
+    kept |= {"agent_spend"}  # the agent's model spend: a reset does not give the money back
     assert len(set(BOOK_TABLES)) == len(BOOK_TABLES)
     assert set(BOOK_TABLES) == _tables() - kept
