@@ -5,6 +5,7 @@ Everything it opens is closed on exit."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -24,12 +25,14 @@ from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.services.approval import ApprovalService
-from catalyst_mcp.services.audit import AuditService
+from catalyst_mcp.services.audit import AuditService, Caller
 from catalyst_mcp.services.booking import Booking
+from catalyst_mcp.services.closing import ClosingService
 from catalyst_mcp.services.cycles import CycleService
 from catalyst_mcp.services.directives import DirectiveService
 from catalyst_mcp.services.execution import ExecutionService
 from catalyst_mcp.services.halting import Halting
+from catalyst_mcp.services.monitor import MonitorPolicy, MonitorService
 from catalyst_mcp.services.orders import OrderService
 from catalyst_mcp.services.portfolio import PortfolioService
 from catalyst_mcp.services.protection import Protection
@@ -39,6 +42,7 @@ from catalyst_mcp.services.supervision import SupervisionService
 from catalyst_mcp.services.sync import SyncService
 from catalyst_mcp.services.technicals import TechnicalsService
 from catalyst_mcp.services.workflow import WorkflowService
+from catalyst_mcp.signals.exits import DEFAULT_EXIT_THRESHOLDS, Strength
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.calendar_cache import warm_calendar
 from catalyst_mcp.store.changes import PgChanges
@@ -166,6 +170,28 @@ def assemble(rt: Runtime) -> Services:
     workflow = WorkflowService(db, clock, market, broker.mode, idle_after)
     sync = SyncService(rt.lane, broker, booking, protection, clock, market, data.lot_size, settings.sync)
     directives = DirectiveService(db, clock)
+    approvals = ApprovalService(rt.lane, reader, halting, clock, market, settings.risk, settings.agent_id, idle_after)
+    execution = ExecutionService(
+        db=db,
+        lane=rt.lane,
+        reader=reader,
+        booking=booking,
+        protection=protection,
+        halting=halting,
+        broker=broker,
+        market_data=data,
+        clock=clock,
+        market=market,
+        limits=settings.risk,
+        agent_id=settings.agent_id,
+        idle_after=idle_after,
+        account_reuse=timedelta(seconds=settings.account_reuse_seconds),
+        quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
+        live=broker.mode is BrokerMode.LIVE,
+        currency=rt.profile.currency,
+    )
+    scanner = settings.scanner
+    portfolio = PortfolioService(db, broker, data, clock, rt.profile, scanner.criteria(market), scanner.symbols(market))
     return Services(
         profile=rt.profile,
         clock=clock,
@@ -174,33 +200,12 @@ def assemble(rt: Runtime) -> Services:
         limits=settings.risk,
         workflow=workflow,
         cycles=CycleService(db, broker, clock, rt.profile, workflow, sync, directives),
-        approvals=ApprovalService(
-            rt.lane, reader, halting, clock, market, settings.risk, settings.agent_id, idle_after
-        ),
-        execution=ExecutionService(
-            db=db,
-            lane=rt.lane,
-            reader=reader,
-            booking=booking,
-            protection=protection,
-            halting=halting,
-            broker=broker,
-            market_data=data,
-            clock=clock,
-            market=market,
-            limits=settings.risk,
-            agent_id=settings.agent_id,
-            idle_after=idle_after,
-            account_reuse=timedelta(seconds=settings.account_reuse_seconds),
-            quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
-            live=broker.mode is BrokerMode.LIVE,
-            currency=rt.profile.currency,
-        ),
+        approvals=approvals,
+        execution=execution,
+        closing=ClosingService(portfolio, approvals, execution),
         orders=OrderService(db, rt.lane, broker, booking, protection, clock, market),
         sync=sync,
-        portfolio=PortfolioService(
-            db, broker, data, clock, rt.profile, settings.scanner.criteria(market), settings.scanner.symbols(market)
-        ),
+        portfolio=portfolio,
         technicals=TechnicalsService(data, rt.profile),
         directives=directives,
         supervision=SupervisionService(db, rt.lane, halting, directives, broker, clock, market),
@@ -231,3 +236,52 @@ def tokens_path(settings: Settings) -> pathlib.Path:
 
 def open_grants(settings: Settings) -> TokenFile:
     return TokenFile(tokens_path(settings))
+
+
+def monitor_settings(settings: Settings) -> Settings:
+    """The settings a monitor process runs with: its own agent id, so its exits, outside any cycle, are its own
+    and never refused because the trading agent has a cycle open."""
+    return settings.model_copy(update={"agent_id": settings.monitor.agent_id})
+
+
+def monitor_policy(settings: Settings) -> MonitorPolicy:
+    """The monitor's policy: ``CATALYST_MONITOR__…`` over the market's default exit thresholds."""
+    chosen = settings.monitor
+    overrides = {
+        name: value
+        for name in (
+            "stop_loss_pct",
+            "take_profit_pct",
+            "trailing_stop_pct",
+            "time_stop_minutes",
+            "end_of_session_minutes",
+        )
+        if (value := getattr(chosen, name)) is not None
+    }
+    try:
+        thresholds = dataclasses.replace(DEFAULT_EXIT_THRESHOLDS[settings.market], **overrides)
+    except ValueError as exc:
+        raise OperatorNeeded(f"invalid monitor settings: {exc}") from None
+    return MonitorPolicy(
+        interval=timedelta(seconds=chosen.interval_seconds),
+        exit_strength=Strength(chosen.exit_strength),
+        thresholds=thresholds,
+        lease=timedelta(seconds=chosen.lease_seconds),
+        max_backoff=timedelta(seconds=chosen.max_backoff_seconds),
+    )
+
+
+def build_monitor(rt: Runtime, services: Services) -> MonitorService:
+    """The monitor over a runtime opened with ``monitor_settings``."""
+    return MonitorService(
+        db=Database(rt.pool),
+        clock=rt.clock,
+        broker=rt.broker,
+        market_data=rt.market_data,
+        portfolio=services.portfolio,
+        technicals=services.technicals,
+        closing=services.closing,
+        profile=rt.profile,
+        policy=monitor_policy(rt.settings),
+        caller=Caller(name="catalyst-monitor", role="trader"),
+    )

@@ -1,4 +1,4 @@
-"""The ``catalyst-mcp`` command: serve, agent, status, reset, token, desktop-config, db (the embedded
+"""The ``catalyst-mcp`` command: serve, agent, monitor, status, reset, token, desktop-config, db (the embedded
 PostgreSQL), and sim (the simulated exchange's controls)."""
 
 from __future__ import annotations
@@ -149,6 +149,22 @@ def agent(
         )
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="one pass now, whatever the hours, then exit")] = False,
+    data_dir: DataDir = None,
+    market: Market = None,
+    config: ConfigFile = None,
+) -> None:
+    """Watch the open positions: every CATALYST_MONITOR__INTERVAL_SECONDS in the market's sessions, check each
+    one's exit signals and close it (check_risk then execute_trade) when one reaches
+    CATALYST_MONITOR__EXIT_STRENGTH. Runs until SIGTERM/SIGINT; sleeps through closed hours."""
+    settings = _settings(config=config, data_dir=data_dir, market=market)
+    from catalyst_mcp.monitor_cli import run_monitor
+
+    raise typer.Exit(_run(lambda: run_monitor(settings, once=once, say=lambda line: typer.echo(line, err=True))))
 
 
 @app.command()

@@ -151,6 +151,29 @@ class ScannerSettings(BaseModel):
             raise OperatorNeeded(f"invalid setting CATALYST_SCANNER__UNIVERSE: {exc}") from None
 
 
+Pct = Annotated[Decimal, Field(gt=0, lt=100, allow_inf_nan=False)]
+
+
+class MonitorSettings(BaseModel):
+    """The position monitor (``catalyst-mcp monitor``). The exit thresholds left unset take the market's
+    defaults (``signals/exits.py``); percentages are percent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval_seconds: int = Field(default=60, ge=1, le=3600, description="between two passes in a session")
+    exit_strength: Literal["weak", "moderate", "strong", "critical"] = Field(
+        default="strong", description="the weakest exit signal that closes a position"
+    )
+    stop_loss_pct: Pct | None = None
+    take_profit_pct: Pct | None = None
+    trailing_stop_pct: Pct | None = Field(default=None, description="percent below the high-water mark")
+    time_stop_minutes: int | None = Field(default=None, ge=0)
+    end_of_session_minutes: int | None = Field(default=None, ge=0, le=240)
+    lease_seconds: int = Field(default=300, ge=5, le=3600, description="a silent monitor's lease ends after")
+    max_backoff_seconds: int = Field(default=300, ge=1, le=3600, description="the longest wait after failures")
+    agent_id: str = Field(default="catalyst_monitor", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class ModelPrice(BaseModel):
     """What a model costs, in US dollars per million tokens (cache writes at the 5-minute TTL)."""
 
@@ -260,6 +283,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     agent: AgentSettings = AgentSettings()
     scanner: ScannerSettings = ScannerSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -40,6 +40,13 @@ class TradingStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitorChanged:
+    """The position monitor of ``market`` took its lease, made a pass or failed one."""
+
+    market: Market | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BookReset:
     """The whole book was wiped."""
 
@@ -58,10 +65,19 @@ class ListChanged:
     what: Listing
 
 
-Change = CycleChanged | AgentSeen | PositionsChanged | TradingStateChanged | BookReset | ResourceChanged | ListChanged
+Change = (
+    CycleChanged
+    | AgentSeen
+    | PositionsChanged
+    | TradingStateChanged
+    | MonitorChanged
+    | BookReset
+    | ResourceChanged
+    | ListChanged
+)
 Published = ResourceChanged | ListChanged  # what a server may publish itself
 
 
-def concerns(change: PositionsChanged | TradingStateChanged, market: Market) -> bool:
+def concerns(change: PositionsChanged | TradingStateChanged | MonitorChanged, market: Market) -> bool:
     """Whether a change of the book or the trading state concerns a server of ``market``."""
     return change.market is None or change.market is market

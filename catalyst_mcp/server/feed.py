@@ -28,6 +28,7 @@ from catalyst_mcp.domain.changes import (
     CycleChanged,
     ListChanged,
     Listing,
+    MonitorChanged,
     PositionsChanged,
     Published,
     ResourceChanged,
@@ -72,6 +73,8 @@ def events_for(change: Change | None, market: Market) -> tuple[ServerEvent, ...]
             uris = (POSITIONS,)
         case TradingStateChanged() if concerns(change, market):
             uris = (TRADING_STATE, CURRENT)
+        case MonitorChanged() if concerns(change, market):
+            uris = (CURRENT,)
         case BookReset():
             uris = (CURRENT, POSITIONS, TRADING_STATE)
         case ResourceChanged(uri=uri):

@@ -15,6 +15,7 @@ from catalyst_mcp.server import models as m
 from catalyst_mcp.services.approval import RiskResult
 from catalyst_mcp.services.cycles import StartResult
 from catalyst_mcp.services.execution import ExecutionResult
+from catalyst_mcp.services.monitor_view import MonitorView
 from catalyst_mcp.services.portfolio import MarkedPosition, Portfolio, Protection, ScanReport, mark
 from catalyst_mcp.services.sync import SyncResult
 from catalyst_mcp.services.technicals import TechnicalsReading
@@ -286,6 +287,31 @@ def status_out(view: StatusView) -> m.StatusOut:
         trading_state=view.trading_state,
         cycles=[cycle_status_out(c) for c in view.cycles],
         agents=[agent_out(a) for a in view.agents],
+        monitor=monitor_out(view.monitor) if view.monitor is not None else None,
+    )
+
+
+def monitor_out(v: MonitorView) -> m.MonitorOut:
+    return m.MonitorOut(
+        holder=v.holder,
+        running=v.running,
+        started_at=v.started_at,
+        last_pass_at=v.last_pass_at,
+        positions_watched=v.positions_watched,
+        passes=v.passes,
+        last_error=v.last_error,
+        exits=[
+            m.MonitorExitOut(
+                symbol=c.symbol,
+                signal=c.rule,
+                strength=c.strength,
+                reason=c.reason,
+                action=c.action,
+                detail=c.detail,
+                at=c.at,
+            )
+            for c in v.exits
+        ],
     )
 
 

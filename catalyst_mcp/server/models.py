@@ -280,11 +280,35 @@ class AgentOut(Out):
     idle_seconds: int
 
 
+class MonitorExitOut(Out):
+    symbol: str
+    signal: str | None = Field(description="the exit rule that fired (stop_loss, trailing_stop, take_profit, ...)")
+    strength: str
+    reason: str
+    action: str = Field(description="closed, refused (by the risk rules or the trading state) or failed")
+    detail: str | None
+    at: Utc
+
+
+class MonitorOut(Out):
+    holder: str = Field(description="host:pid of the monitor holding the market's lease")
+    running: bool = Field(description="its lease has not ended")
+    started_at: Utc
+    last_pass_at: Utc | None
+    positions_watched: int
+    passes: int
+    last_error: str | None
+    exits: list[MonitorExitOut] = Field(description="the latest exits it acted on, newest first")
+
+
 class StatusOut(Out):
     broker_mode: BrokerMode
     trading_state: TradingState
     cycles: list[CycleStatusOut]
     agents: list[AgentOut] = Field(description="each agent's heartbeat: every call it makes in a cycle")
+    monitor: MonitorOut | None = Field(
+        default=None, description="the position monitor (catalyst-mcp monitor) of this market, once one has run"
+    )
 
 
 class ListCyclesOut(Out):

@@ -14,7 +14,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field
 
 from catalyst_mcp.domain.decimals import plain
-from catalyst_mcp.domain.enums import OrderStatus, OrderType, PositionSide, Side
+from catalyst_mcp.domain.enums import OrderStatus, OrderType, Side
 from catalyst_mcp.domain.errors import CatalystError, InvalidInput
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.domain.phases import Phase, PhaseStatus, monitor_detail, validate_detail
@@ -171,21 +171,14 @@ async def close_position(
     than the position; the protective legs of what remains are kept. A refusal sends nothing and says why."""
     call.refuse_in_scan()
     canonical = normalise_symbol(call.services.profile.market, symbol)
-    held = next((p for p in await call.services.portfolio.book() if p.symbol == canonical), None)
-    if held is None:
-        raise InvalidInput(f"no open position in {canonical}")
-    size = held.quantity if quantity is None else quantity
-    if size > held.quantity:
-        raise InvalidInput(f"the position in {canonical} is {plain(held.quantity)}: cannot close {plain(size)}")
-    side = Side.SELL if held.side is PositionSide.LONG else Side.BUY
-    intent = OrderIntent(symbol=canonical, side=side, quantity=size, order_type=OrderType.MARKET)
-    risk = await call.services.approvals.check_risk(intent, call.cycle, call.caller)
-    call.add(Phase.DECIDE, PhaseStatus.COMPLETED, f"close {plain(size)} {canonical}: {reason}")
+    closed = await call.services.closing.close(canonical, quantity, call.cycle, call.caller)
+    risk = closed.risk
+    call.add(Phase.DECIDE, PhaseStatus.COMPLETED, f"close {plain(closed.quantity)} {canonical}: {reason}")
     failed = [c.rule for c in risk.decision.checks if not c.passed]
     call.add(Phase.VALIDATE, PhaseStatus.COMPLETED, validate_detail(risk.decision.approved, failed))
     approval = mapping.risk_out(risk)
-    if risk.approval_id is None:
-        refusal = "refused by check_risk: " + "; ".join(risk.decision.reasons)
+    if closed.execution is None:
+        refusal = closed.refusal or "refused by check_risk"
         call.add(Phase.EXECUTE, PhaseStatus.FAILED, refusal)
         return m.CloseOut(
             status=OrderStatus.REJECTED,
@@ -193,8 +186,8 @@ async def close_position(
             client_order_id=None,
             broker_order_id=None,
             symbol=canonical,
-            side=side,
-            quantity=size,
+            side=closed.side,
+            quantity=closed.quantity,
             filled_quantity=0,
             avg_fill_price=None,
             position=None,
@@ -202,7 +195,7 @@ async def close_position(
             reason=refusal,
             approval=approval,
         )
-    result = await call.services.execution.execute_trade(risk.approval_id, cycle_id, call.caller)
+    result = closed.execution
     out = mapping.execute_out(result, result.position, result.quote, result.protection)
     _record_execution(call, out)
     return m.CloseOut(**dict(out), approval=approval)

@@ -12,6 +12,7 @@ from catalyst_mcp.ports import Changes, Clock
 from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.services.approval import ApprovalService
 from catalyst_mcp.services.audit import AuditService
+from catalyst_mcp.services.closing import ClosingService
 from catalyst_mcp.services.cycles import CycleService
 from catalyst_mcp.services.directives import DirectiveService
 from catalyst_mcp.services.execution import ExecutionService
@@ -34,6 +35,7 @@ class Services:
     cycles: CycleService
     approvals: ApprovalService
     execution: ExecutionService
+    closing: ClosingService
     orders: OrderService
     sync: SyncService
     portfolio: PortfolioService

@@ -29,6 +29,8 @@ from catalyst_mcp.domain.records import (
 )
 from catalyst_mcp.markets.profiles import is_cycle_id
 from catalyst_mcp.ports import Clock
+from catalyst_mcp.services.monitor_view import MonitorView
+from catalyst_mcp.services.monitor_view import view as monitor_view
 from catalyst_mcp.store import cycles, orders, trading_state
 from catalyst_mcp.store.db import Database, commit_without_flush
 
@@ -69,6 +71,7 @@ class StatusView:
     trading_state: TradingState
     cycles: tuple[CycleView, ...]
     agents: tuple[AgentView, ...] = ()
+    monitor: MonitorView | None = None  # the market's position monitor, once one has run
 
 
 def effective_state(cycle: CycleRecord, now: datetime, idle_after: timedelta) -> CycleState:
@@ -214,11 +217,13 @@ class WorkflowService:
                 beats = await cycles.heartbeats(conn, [listed[0].agent_id])
             else:
                 beats = await cycles.heartbeats(conn, None if agent_id is None else [agent_id])
+            watching = await monitor_view(conn, self.market, now)
         return StatusView(
             broker_mode=self.broker_mode,
             trading_state=state.state,
             cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in listed),
             agents=tuple(agent_view(b, now, window) for b in beats),
+            monitor=watching,
         )
 
     async def history(self, agent_id: str | None, since: datetime | None, limit: int) -> StatusView:

@@ -167,24 +167,40 @@ def _is_long(side: PositionSide) -> bool:
     return side is PositionSide.LONG
 
 
-def stop_loss(side: PositionSide, entry_price: Decimal, last_price: Decimal, pct: Decimal) -> ExitSignal:
+def stop_loss(
+    side: PositionSide, entry_price: Decimal, last_price: Decimal, pct: Decimal, price: Decimal | None = None
+) -> ExitSignal:
+    """``price`` is the position's own stop (set with its order), if any: the nearer of it and ``pct`` from
+    entry applies."""
     long = _is_long(side)
     level = _away(entry_price, pct, up=not long)
+    own = price is not None and (price > level if long else price < level)
+    if own:
+        assert price is not None
+        level = price
     if last_price <= level if long else last_price >= level:
         word = "below" if long else "above"
-        reason = f"stop loss: {plain(last_price)} at or {word} {plain(level)} ({plain(pct)}% from {plain(entry_price)})"
+        basis = "the position's stop" if own else f"{plain(pct)}% from {plain(entry_price)}"
+        reason = f"stop loss: {plain(last_price)} at or {word} {plain(level)} ({basis})"
         return ExitSignal(Strength.CRITICAL, reason, ExitRule.STOP_LOSS)
     return NO_SIGNAL
 
 
-def take_profit(side: PositionSide, entry_price: Decimal, last_price: Decimal, pct: Decimal) -> ExitSignal:
+def take_profit(
+    side: PositionSide, entry_price: Decimal, last_price: Decimal, pct: Decimal, price: Decimal | None = None
+) -> ExitSignal:
+    """``price`` is the position's own target (set with its order), if any: the nearer of it and ``pct`` from
+    entry applies."""
     long = _is_long(side)
     level = _away(entry_price, pct, up=long)
+    own = price is not None and (price < level if long else price > level)
+    if own:
+        assert price is not None
+        level = price
     if last_price >= level if long else last_price <= level:
         word = "above" if long else "below"
-        reason = (
-            f"take profit: {plain(last_price)} at or {word} {plain(level)} ({plain(pct)}% from {plain(entry_price)})"
-        )
+        basis = "the position's target" if own else f"{plain(pct)}% from {plain(entry_price)}"
+        reason = f"take profit: {plain(last_price)} at or {word} {plain(level)} ({basis})"
         return ExitSignal(Strength.STRONG, reason, ExitRule.TAKE_PROFIT)
     return NO_SIGNAL
 
@@ -277,12 +293,16 @@ def evaluate_exit(
     session_close: datetime,
     lunch_start: datetime | None,
     thresholds: ExitThresholds,
+    stop_price: Decimal | None = None,
+    target_price: Decimal | None = None,
 ) -> ExitSignal:
     """The strongest exit signal for a position (``quantity`` > 0; zero means no position, no signal).
 
     ``high_water``/``low_water`` are the highest/lowest prices since the position opened (see
     ``next_high_water``); ``session_close`` is today's actual close (a half day's early close), ``lunch_start``
-    the start of today's break (HK) or None.
+    the start of today's break (HK) or None. ``stop_price``/``target_price`` are the position's own stop and
+    target, when its order set them: stop_loss and take_profit fire at the nearer of those and their
+    percentage levels.
     """
     if quantity < 0:
         raise ValueError(f"quantity must not be negative (the side says the direction), got {quantity}")
@@ -293,9 +313,9 @@ def evaluate_exit(
     t = thresholds
     water = high_water if _is_long(position_side) else low_water
     candidates = (
-        stop_loss(position_side, entry_price, last_price, t.stop_loss_pct),
+        stop_loss(position_side, entry_price, last_price, t.stop_loss_pct, stop_price),
         trailing_stop(position_side, entry_price, last_price, water, t.trailing_stop_pct),
-        take_profit(position_side, entry_price, last_price, t.take_profit_pct),
+        take_profit(position_side, entry_price, last_price, t.take_profit_pct, target_price),
         end_of_session(now, session_close, lunch_start, t.end_of_session_minutes, t.lunch_break_minutes),
         time_stop(entry_price, last_price, opened_at, now, t.time_stop_minutes, t.flat_band_pct),
         ma_breakdown(position_side, last_price, technicals.sma_20 if technicals else None),

@@ -20,6 +20,7 @@ from catalyst_mcp.domain.changes import (
     CycleChanged,
     ListChanged,
     Listing,
+    MonitorChanged,
     PositionsChanged,
     Published,
     ResourceChanged,
@@ -56,7 +57,7 @@ def parse(payload: str) -> Change | None:
         return None
     kind, raw_market = data.get("kind"), data.get("market")
     market = _market(raw_market)
-    if raw_market is not None and market is None and kind in ("positions", "trading_state"):
+    if raw_market is not None and market is None and kind in ("positions", "trading_state", "monitor"):
         return None  # a market this code does not know: not this server's
     if kind == "cycle" and isinstance(data.get("cycle_id"), str):
         return CycleChanged(data["cycle_id"], market)
@@ -67,6 +68,8 @@ def parse(payload: str) -> Change | None:
         return PositionsChanged(market)
     if kind == "trading_state":
         return TradingStateChanged(market)
+    if kind == "monitor":
+        return MonitorChanged(market)
     if kind == "reset":
         return BookReset()
     if kind == "uri" and isinstance(data.get("uri"), str):

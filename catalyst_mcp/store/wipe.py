@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from catalyst_mcp.store import approvals, audit, book, cycles, orders, scans, sync_runs, trading_state
+from catalyst_mcp.store import approvals, audit, book, cycles, monitor, orders, scans, sync_runs, trading_state
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.db import Conn
 
@@ -18,6 +18,7 @@ BOOK_TABLES = (
     *scans.TABLES,
     *cycles.TABLES,
     *trading_state.TABLES,
+    *monitor.TABLES,
 )
 
 

@@ -348,7 +348,7 @@ async def test_a_running_cycle_shows_pending_phases_as_the_documented_progress_b
 
 async def test_workflow_status_on_a_fresh_database_lists_no_cycles_and_paper_mode(tools: Tools) -> None:
     status = await tools.ok("workflow_status", {})
-    assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": [], "agents": []}
+    assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": [], "agents": [], "monitor": None}
 
 
 async def test_workflow_status_without_arguments_shows_the_latest_cycle_of_every_agent(tools: Tools) -> None:

@@ -293,3 +293,23 @@ def test_a_long_and_its_mirrored_short_get_the_same_signal(
         ),
     )
     assert (long.strength, long.rule) == (short.strength, short.rule)
+
+
+def test_the_nearer_of_the_positions_own_stop_and_the_percentage_stop_fires() -> None:
+    from catalyst_mcp.signals.exits import stop_loss, take_profit
+
+    long, short = PositionSide.LONG, PositionSide.SHORT
+    entry = Decimal(100)
+    # own stop 95 is wider than 2 % (98): 98 applies
+    assert stop_loss(long, entry, Decimal("97.9"), Decimal(2), Decimal(95)).rule is ExitRule.STOP_LOSS
+    # own stop 99 is tighter: it applies, and the reason says so
+    tight = stop_loss(long, entry, Decimal("98.9"), Decimal(2), Decimal(99))
+    assert tight.rule is ExitRule.STOP_LOSS and "position's stop" in tight.reason
+    assert stop_loss(long, entry, Decimal("99.1"), Decimal(2), Decimal(99)).rule is None
+    # a short mirrored: own stop 101 tighter than 102
+    assert stop_loss(short, entry, Decimal("101"), Decimal(2), Decimal(101)).rule is ExitRule.STOP_LOSS
+    assert stop_loss(short, entry, Decimal("101.5"), Decimal(2), Decimal(105)).rule is None
+    # targets: own 103 nearer than 4 % (104)
+    assert take_profit(long, entry, Decimal(103), Decimal(4), Decimal(103)).rule is ExitRule.TAKE_PROFIT
+    assert take_profit(long, entry, Decimal(103), Decimal(4), Decimal(110)).rule is None
+    assert take_profit(short, entry, Decimal(97), Decimal(4), Decimal(97)).rule is ExitRule.TAKE_PROFIT

@@ -152,7 +152,7 @@ def test_the_writers_are_the_aggregates_of_the_store() -> None:
 def test_a_wipe_of_the_book_empties_every_table_but_the_supervision_the_audit_and_the_per_market_rows() -> None:
     from catalyst_mcp.store.wipe import BOOK_TABLES
 
-    kept = {"book_versions", "trading_state", "agent_heartbeats", "audit_events", "directives"}
+    kept = {"book_versions", "trading_state", "agent_heartbeats", "audit_events", "directives", "monitor_state"}
     kept |= {"agent_spend"}  # the agent's model spend: a reset does not give the money back
     assert len(set(BOOK_TABLES)) == len(BOOK_TABLES)
     assert set(BOOK_TABLES) == _tables() - kept
