@@ -25,16 +25,6 @@ class Quote:
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    symbol: str
-    price: Decimal
-    change_pct: Decimal
-    volume: Decimal
-    relative_volume: Decimal
-    score: Decimal
-
-
-@dataclass(frozen=True, slots=True)
 class OrderIntent:
     """What check_risk approves and execute_trade sends, unchanged."""
 

@@ -27,6 +27,8 @@ BUSINESS_TABLES = (
     "positions",
     "decisions",
     "sync_runs",
+    "scans",
+    "monitor_checks",
     "sim.orders",
     "sim.fills",
     "sim.positions",
