@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 import anyio
 from rich.console import Console, Group
@@ -18,6 +21,8 @@ from catalyst_mcp.config import Settings
 from catalyst_mcp.server.mapping import status_out
 from catalyst_mcp.services.suite import Services
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
+from catalyst_mcp.store import spend
+from catalyst_mcp.store.db import Database
 
 # Without any change, redraw this often so "seen … ago" and abandonment stay true.
 REFRESH_S = 15.0
@@ -133,6 +138,37 @@ async def follow(
 PIPED_WIDTH = 240
 
 
+def _cents(amount: Decimal) -> str:
+    return f"{amount.quantize(Decimal('0.01'), rounding=ROUND_CEILING):f} USD"
+
+
+def spend_line(day: spend.DaySpend, budget: Decimal) -> str:
+    """The agent's model spend today, against the daily budget (CATALYST_AGENT__DAILY_BUDGET_USD)."""
+    return (
+        f"model spend {day.day} (UTC): {_cents(day.usd)} of {_cents(budget)}, {day.calls} calls,"
+        f" tokens in {day.input_tokens} out {day.output_tokens}"
+        f" cache write {day.cache_write_tokens} read {day.cache_read_tokens}"
+    )
+
+
+def spend_json(day: spend.DaySpend, budget: Decimal) -> dict[str, Any]:
+    return {
+        "day": day.day.isoformat(),
+        "usd": format(day.usd, "f"),
+        "budget_usd": format(budget, "f"),
+        "calls": day.calls,
+        "input_tokens": day.input_tokens,
+        "output_tokens": day.output_tokens,
+        "cache_write_tokens": day.cache_write_tokens,
+        "cache_read_tokens": day.cache_read_tokens,
+    }
+
+
+async def _today(db: Database) -> spend.DaySpend:
+    async with db.connection() as conn:
+        return await spend.day_total(conn, datetime.now(UTC).date())
+
+
 async def show_status(
     settings: Settings, *, cycle_id: str | None, as_json: bool, watch: bool, agent_id: str | None = None
 ) -> None:
@@ -143,10 +179,14 @@ async def show_status(
         services = assemble(rt)
         if not watch:
             view = await services.workflow.status(cycle_id, agent_id)
+            today = await _today(Database(rt.pool))
+            budget = settings.agent.daily_budget_usd
             if as_json:
-                print(json.dumps(status_out(view).model_dump(mode="json"), ensure_ascii=False, indent=2))
+                out = {**status_out(view).model_dump(mode="json"), "model_spend": spend_json(today, budget)}
+                print(json.dumps(out, ensure_ascii=False, indent=2))
             else:
                 console.print(render(view))
+                console.print(Text(spend_line(today, budget)))
             return
         detail = cycle_id is not None
         if not console.is_terminal:  # piped: one block per update

@@ -368,7 +368,7 @@ class ClaudeAgent:
                 "log_decision", cycle_id=cycle_id, decision="observation", reasoning=reasoning[:FINAL_TEXT_MAX]
             )
         summary = (
-            f"claude {self.settings.model}, {mode.value}: {talk.turns} turns, {talk.tool_calls} tool calls"
+            f"model {self.settings.model}, {mode.value}: {talk.turns} turns, {talk.tool_calls} tool calls"
             f" ({talk.tool_errors} errors), {len(talk.executions)} executions, {usd(talk.spent)}"
             f" ({_tokens(talk.usage)})"
         )

@@ -4,13 +4,20 @@ MCP client against the real server and database. Each test scripts the model's s
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import asyncpg
 import pytest
 from anthropic import AsyncAnthropic
 from mcp import Client
@@ -337,6 +344,35 @@ async def test_the_daily_spend_budget_holds_across_runs_and_fails_the_cycle_nami
     assert second.status is not None and "daily spend budget exhausted" in complete_detail(dict(second.status))
 
 
+async def test_a_cycle_stopped_during_a_model_call_is_closed_failed_not_left_active(
+    harness: Harness, stub: AnthropicStub, session: Client
+) -> None:
+    loop = asyncio.get_running_loop()
+    asked = anyio.Event()
+    release = threading.Event()
+
+    def hang(_: Request) -> Reply:
+        loop.call_soon_threadsafe(asked.set)
+        release.wait(timeout=30)
+        return Reply([text("too late")])
+
+    stub.add(hang)
+    try:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(harness.run, "trade")
+                await asked.wait()
+                tg.cancel_scope.cancel()  # SIGINT/SIGTERM reach the agent as a cancellation
+    finally:
+        release.set()
+
+    status = (await session.call_tool("workflow_status", {"agent_id": AGENT})).structured_content
+    assert status is not None
+    [cycle] = status["cycles"]
+    assert cycle["status"] == "failed"
+    assert "the agent was stopped during the cycle" in complete_detail(cycle)
+
+
 # --- retries of the model call only --------------------------------------------------------------------------
 
 
@@ -446,3 +482,96 @@ async def test_untrusted_text_stays_in_tool_results(harness: Harness, stub: Anth
     # the system prompt is the same on every turn: nothing from a tool result is added to it
     assert second.body["system"] == stub.requests[0].body["system"]
     assert all(m["role"] in ("user", "assistant") for m in second.body["messages"])
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+
+
+def agent_command(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``catalyst-mcp agent …`` as a user runs it (its own stdio server), without this machine's keys."""
+    return command("agent", *args, env=env, timeout=timeout)
+
+
+def command(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CATALYST_", "ANTHROPIC_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "catalyst_mcp", *args],
+        env={**base, "CATALYST_LOG_LEVEL": "WARNING", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def db_rows(database_url: str, sql: str) -> list[Any]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def test_the_command_runs_a_trade_cycle_decided_by_the_model_through_the_sdk(
+    stub: AnthropicStub, database_url: str
+) -> None:
+    stub.add(*trade_script())
+    env = {
+        "CATALYST_DATABASE_URL": database_url,
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": stub.url,
+        "CATALYST_LOG_LEVEL": "DEBUG",  # even the debug log never shows the key
+    }
+    done = await anyio.to_thread.run_sync(lambda: agent_command("--mode", "trade", "--force", env=env))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("policy claude: model claude-sonnet-4-6"), done.stdout[:300]
+    assert "(ANTHROPIC_API_KEY is set)" in done.stdout.splitlines()[0]
+    assert FULL_BAR in done.stdout and "filled" in done.stdout
+    assert KEY not in done.stdout + done.stderr
+    assert stub.served == 7 and {r.headers.get("authorization") for r in stub.requests} == {f"Bearer {KEY}"}
+    [row] = await db_rows(database_url, "SELECT agent_id, calls, usd FROM agent_spend")
+    assert (row["agent_id"], row["calls"]) == ("catalyst_agent", 7) and row["usd"] > 0
+
+    # the day's spend and tokens in catalyst-mcp status
+    shown = await anyio.to_thread.run_sync(
+        lambda: command("status", "--json", env={"CATALYST_DATABASE_URL": database_url})
+    )
+    assert shown.returncode == 0, shown.stderr
+    spend = json.loads(shown.stdout)["model_spend"]
+    assert spend["calls"] == 7 and Decimal(spend["usd"]) == row["usd"] and spend["budget_usd"] == "5"
+    assert spend["cache_read_tokens"] == 6 * 1200
+
+
+async def test_without_a_key_the_rules_policy_runs_and_says_so(database_url: str) -> None:
+    env = {"CATALYST_DATABASE_URL": database_url}
+    done = await anyio.to_thread.run_sync(lambda: agent_command("--mode", "scan", env=env))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "policy rules (ANTHROPIC_API_KEY is not set): the momentum rules decide"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (["--policy", "claude"], {}, "the claude policy needs ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)"),
+        (["--policy", "gpt"], {}, "unknown policy 'gpt': expected claude or rules"),
+        (
+            [],
+            {"ANTHROPIC_API_KEY": KEY, "CATALYST_AGENT__MODEL": "claude-unknown-9"},
+            "no price for model claude-unknown-9: set CATALYST_AGENT__PRICES to",
+        ),
+        ([], {"ANTHROPIC_API_KEY": KEY, "CATALYST_AGENT__MAX_TURNS": "0"}, "invalid setting CATALYST_AGENT__MAX_TURNS"),
+    ],
+    ids=["claude-without-key", "unknown-policy", "unpriced-model", "bad-budget"],
+)
+async def test_a_policy_that_cannot_run_is_refused_in_one_line(
+    database_url: str, args: list[str], env: dict[str, str], line: str
+) -> None:
+    done = await anyio.to_thread.run_sync(
+        lambda: agent_command("--mode", "trade", *args, env={"CATALYST_DATABASE_URL": database_url, **env})
+    )
+    assert done.returncode == 2
+    [printed] = done.stderr.strip().splitlines()
+    assert printed.startswith(f"catalyst-mcp: {line}"), printed
+    assert KEY not in done.stdout + done.stderr
