@@ -68,20 +68,19 @@ async def run_agent_command(
     if mode == "heartbeat":
         return await run()
     if name == "rules":
-        say(f"policy rules ({why}): the momentum rules decide")
-        return await run()
+        return await run(on_connected=lambda: say(f"policy rules ({why}): the momentum rules decide"))
     return await _run_claude(settings, why, run, say)
 
 
 async def _run_claude(
     settings: Settings, why: str, run: Callable[..., Awaitable[int]], say: Callable[[str], None]
 ) -> int:
+    chosen = settings.agent
+    price = chosen.price()  # a model without a price is refused before anything starts
     from anthropic import AsyncAnthropic
 
     from catalyst_mcp.agent.claude import ClaudeAgent, ClaudeSettings
 
-    chosen = settings.agent
-    price = chosen.price()
     claude_settings = ClaudeSettings(
         model=chosen.model,
         price=Price(price.input, price.output, price.cache_write, price.cache_read),
@@ -98,7 +97,7 @@ async def _run_claude(
         try:
             agent = ClaudeAgent(anthropic, claude_settings, ledger)
             spent = await ledger.spent(datetime.now(UTC).date())
-            say(f"{agent.describe()} ({why}); spent today (UTC) {usd(spent)}")
-            return await run(policy=agent)
+            line = f"{agent.describe()} ({why}); spent today (UTC) {usd(spent)}"
+            return await run(policy=agent, on_connected=lambda: say(line))
         finally:
             await anthropic.close()

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,7 @@ async def run_agent(
     policy: Policy | ClaudeAgent | None = None,
     protocol: str = "auto",
     call_timeout: float | None = 60.0,
+    on_connected: Callable[[], None] | None = None,
 ) -> int:
     """Run one cycle (or a heartbeat with `mode="heartbeat"`) and return the exit code.
 
@@ -58,7 +59,8 @@ async def run_agent(
     or the connection broke during the run; 2: the server could not be reached. Every failure
     prints one line on stderr. `protocol` is `mcp.Client`'s `mode`: "auto", "legacy"
     (2025-11-25) or a modern protocol version. A call unanswered after `call_timeout` seconds
-    fails that step (the server keeps approvals and orders idempotent).
+    fails that step (the server keeps approvals and orders idempotent). ``on_connected`` runs once the server
+    has answered (the agent says which policy runs: nothing is printed on stdout when it cannot start).
     """
     where = url or "the catalyst-mcp server (stdio)"
     connected = False
@@ -74,6 +76,8 @@ async def run_agent(
                 target = await _http(stack, url, token, refused)
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
             connected = True
+            if on_connected is not None:
+                on_connected()
             return await _run(
                 session,
                 agent_id=agent_id,
