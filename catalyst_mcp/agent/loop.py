@@ -185,7 +185,9 @@ async def run_cycle(
         f"{cycle_mode.value}: {len(ideas)} ideas, {decisions.count('trade')} orders, "
         f"{decisions.count('skip')} skipped, {len(steps.errors)} tool errors"
     ) + (f"; {failure}" if failure else "")
-    status: Mapping[str, Any] | None = await steps.try_call("complete_cycle", cycle_id=cycle_id, summary=summary)
+    status: Mapping[str, Any] | None = await steps.try_call(
+        "complete_cycle", cycle_id=cycle_id, summary=summary, outcome="failed" if failure else None
+    )
     if status is None:
         failure = failure or f"could not complete the cycle: {steps.errors[-1]}"
     final = await steps.try_call("workflow_status", cycle_id=cycle_id)

@@ -24,7 +24,8 @@ from mcp import Client
 
 from catalyst_mcp.agent.budget import Budgets, Price, Usage, cost
 from catalyst_mcp.agent.claude import ClaudeAgent, ClaudeSettings
-from catalyst_mcp.agent.loop import CycleOutcome, ListReporter
+from catalyst_mcp.agent.client import ToolClient
+from catalyst_mcp.agent.loop import CycleOutcome, ListReporter, run_cycle
 from catalyst_mcp.agent.tools import MODE_TOOLS, READS
 from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.config import Settings
@@ -575,3 +576,26 @@ async def test_a_policy_that_cannot_run_is_refused_in_one_line(
     [printed] = done.stderr.strip().splitlines()
     assert printed.startswith(f"catalyst-mcp: {line}"), printed
     assert KEY not in done.stdout + done.stderr
+
+
+# --- the rules policy closes a cycle it could not run as failed too -------------------------------------------
+
+
+class BrokenPolicy:
+    async def decide(self, context: Any) -> list[Any]:
+        raise RuntimeError("no idea")
+
+
+async def test_a_rules_cycle_whose_policy_fails_is_completed_as_failed(session: Client) -> None:
+    outcome = await run_cycle(
+        ToolClient(session),
+        agent_id="rules_agent",
+        market="US",
+        mode="trade",
+        force=False,
+        policy=BrokenPolicy(),
+        reporter=ListReporter(),
+    )
+    assert outcome.failure == "policy failed: RuntimeError: no idea"
+    assert outcome.status is not None and outcome.status["status"] == "failed"
+    assert "policy failed" in complete_detail(dict(outcome.status))
