@@ -146,7 +146,9 @@ class ClaudeAgent:
         talk = _Conversation(agent_id)
         failure: str | None = None
         try:
-            await self._converse(session, steps, talk, cycle_id=cycle_id, mode=cycle_mode, started=started)
+            await self._converse(
+                session, steps, talk, cycle_id=cycle_id, mode=cycle_mode, market=market.upper(), started=started
+            )
         except (BudgetExhausted, ModelCallFailed) as exc:
             failure = str(exc)
             reporter.step(MODEL_STEP, f"error: {failure}")
@@ -187,6 +189,7 @@ class ClaudeAgent:
         *,
         cycle_id: str,
         mode: CycleMode,
+        market: str,
         started: Mapping[str, Any],
     ) -> None:
         tools = offered(mode, await _list_tools(session))
@@ -196,7 +199,7 @@ class ClaudeAgent:
         system = system_blocks(
             cycle_id=cycle_id,
             mode=mode,
-            market=_market_of(cycle_id),
+            market=market,
             started=started,
             limits_json=await _read_text(session, RISK_LIMITS_URI),
             directives=directive_texts(started),
@@ -419,11 +422,6 @@ async def _read_text(session: McpSession, uri: str) -> str:
     if not texts:
         raise ModelCallFailed(f"the server returned no text for {uri}")
     return "\n".join(texts)
-
-
-def _market_of(cycle_id: str) -> str:
-    """The market prefix of a cycle id (``us_20261126_…`` → ``US``)."""
-    return cycle_id.split("_", 1)[0].upper()
 
 
 def _mark_cache_breakpoint(messages: Sequence[dict[str, Any]]) -> None:
