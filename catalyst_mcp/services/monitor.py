@@ -120,9 +120,6 @@ class MonitorService:
         async with self.db.transaction() as conn:
             marks = await store.advance_marks(conn, self.market, priced, self.clock.now())
         facts = session_facts(self.profile, at)
-        # Positions open on the wall clock; the broker's clock may differ (the simulated exchange's own time):
-        # the time held is measured on the wall clock, the session facts on the broker's.
-        skew = at - self.clock.now()
         checks: list[Check] = []
         for position in positions:
             quote = quotes.get(position.symbol)
@@ -138,7 +135,7 @@ class MonitorService:
                 quote.last,
                 mark.high_water,
                 mark.low_water,
-                position.opened_at + skew,
+                position.opened_at,  # in the broker's time, as ``at`` (fills are booked at the broker's clock)
                 at,
                 reading.daily if reading.known else None,
                 facts.close or _NO_CLOSE,
