@@ -331,3 +331,19 @@ async def test_on_hk_a_board_lot_position_is_closed_at_its_stop_and_the_lunch_br
         async with rt.pool.acquire() as conn:
             rules = [r["rule"] for r in await conn.fetch("SELECT rule FROM monitor_checks WHERE action = 'closed'")]
         assert rules == ["stop_loss", "end_of_session"]
+
+
+async def test_on_the_simulated_session_clock_a_fresh_position_is_not_old(database_url: str) -> None:
+    """The default simulated exchange keeps its own time inside sessions (a Saturday's wall clock runs in
+    some session): a position just bought has been held for seconds, not for the distance between clocks."""
+    clock = FixedClock(datetime(2026, 11, 28, 15, 0, tzinfo=NY))  # a Saturday
+    plain = Settings(database_url=SecretStr(database_url), agent_id="test_agent", sim_seed=7)
+    async with open_runtime(plain, clock=clock) as rt, open_runtime(monitor_settings(plain), clock=clock) as mrt:
+        watcher = build_monitor(mrt, assemble(mrt))
+        await buy(rt, clock, "AAPL", "10")
+        jumpy = replace(watcher, policy=replace(watcher.policy, exit_strength=Strength.MODERATE))
+        loop, _ = loop_of(jumpy, clock, 1)
+        assert await loop.once() == EXIT_OK
+        async with rt.pool.acquire() as conn:
+            rule = await conn.fetchval("SELECT rule FROM monitor_checks ORDER BY check_id DESC LIMIT 1")
+        assert rule != "time_stop"
