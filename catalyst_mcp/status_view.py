@@ -19,6 +19,7 @@ from rich.text import Text
 from catalyst_mcp.bootstrap import assemble, open_runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.server.mapping import status_out
+from catalyst_mcp.services.monitor_view import MonitorView
 from catalyst_mcp.services.suite import Services
 from catalyst_mcp.services.workflow import AgentView, CycleView, StatusView
 from catalyst_mcp.store import spend
@@ -89,9 +90,10 @@ def phase_table(cycle: CycleView) -> Table:
 def render(view: StatusView, *, detail: bool = True) -> Group:
     """The header, one row per agent and, with ``detail``, each cycle's phase table."""
     header = Text(f"broker {view.broker_mode.value}  trading {view.trading_state.value}")
+    watching = [Text(monitor_line(view.monitor))] if view.monitor is not None else []
     if not view.cycles and not view.agents:
-        return Group(header, Text("no cycles yet"))
-    parts: list[Text | Table] = [header, agents_table(view)]
+        return Group(header, *watching, Text("no cycles yet"))
+    parts: list[Text | Table] = [header, *watching, agents_table(view)]
     if detail:
         for cycle in view.cycles:
             current = cycle.current_phase.value if cycle.current_phase else "-"
@@ -99,6 +101,19 @@ def render(view: StatusView, *, detail: bool = True) -> Group:
             parts.append(Text(cycle.progress))
             parts.append(phase_table(cycle))
     return Group(*parts)
+
+
+def monitor_line(monitor: MonitorView) -> str:
+    """The position monitor in one line: running or not, its last pass, and its latest exit."""
+    state = f"running ({monitor.holder})" if monitor.running else "stopped"
+    last = monitor.last_pass_at.astimezone(UTC).strftime("%H:%M:%S UTC") if monitor.last_pass_at else "never"
+    line = f"monitor {state}: last pass {last}, {monitor.positions_watched} position(s) watched"
+    if monitor.last_error:
+        line += f"; last error: {monitor.last_error}"
+    if monitor.exits:
+        latest = monitor.exits[0]
+        line += f"; latest exit {latest.symbol} {latest.action} ({latest.rule or latest.strength})"
+    return line
 
 
 async def follow(

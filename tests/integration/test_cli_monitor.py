@@ -23,6 +23,8 @@ def test_monitor_once_watches_the_positions_the_agent_bought(database_url: str) 
     assert done.returncode == 0, done.stderr
     assert re.search(r"US monitor pass: [1-9]\d* position\(s\) watched", done.stderr), done.stderr
     assert "Traceback" not in done.stderr
+    shown = cli("status", env=env)
+    assert shown.returncode == 0 and re.search(r"monitor stopped: last pass \d\d:\d\d:\d\d UTC", shown.stdout)
 
 
 def test_a_second_monitor_is_refused_the_lease_and_sigterm_stops_the_first_cleanly(database_url: str) -> None:
