@@ -1,4 +1,5 @@
-"""``catalyst-mcp agent``: choose the policy, say which one runs, and run one cycle (or a heartbeat).
+"""``catalyst-mcp agent``: choose the policy, say which one runs, and run one cycle (or a heartbeat), or the
+schedule of the trading days (``--schedule``).
 
 The Claude policy needs what the agent package may not open itself: the spend book in PostgreSQL (the daily
 budget holds across runs and processes; ADR 0007). This module opens it with the store's helpers and hands it
@@ -9,18 +10,28 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Literal
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import anyio.abc
 
 from catalyst_mcp.agent.budget import Budgets, Price, usd
 from catalyst_mcp.agent.loop import Reporter
 from catalyst_mcp.agent.runner import run_agent
+from catalyst_mcp.agent.schedule import Planner, Scheduler, ScheduleTimes
 from catalyst_mcp.bootstrap import open_store
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.errors import OperatorNeeded
+from catalyst_mcp.markets.profiles import profile_for
 from catalyst_mcp.store.db import Database
 from catalyst_mcp.store.spend import SpendLedger
+
+if TYPE_CHECKING:
+    from catalyst_mcp.agent.claude import ClaudeAgent
 
 PolicyName = Literal["claude", "rules"]
 KEY_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
@@ -51,8 +62,10 @@ async def run_agent_command(
     force: bool,
     reporter: Reporter,
     say: Callable[[str], None],
+    schedule: bool = False,
 ) -> int:
-    """Run the agent once with the chosen policy; returns the exit code (see ``run_agent``)."""
+    """Run the agent once (or, with ``schedule``, through the trading days until SIGTERM/SIGINT) with the chosen
+    policy; returns the exit code (see ``run_agent``; 0 for a schedule stopped by a signal)."""
     name, why = choose_policy(policy)
     run = functools.partial(
         run_agent,
@@ -61,20 +74,24 @@ async def run_agent_command(
         token=token,
         agent_id=settings.agent_id,
         market=settings.market.value,
-        mode=mode,
         force=force,
         reporter=reporter,
     )
-    if mode == "heartbeat":
-        return await run()
+    if mode == "heartbeat" and not schedule:  # liveness only: no policy, no model
+        return await run(mode="heartbeat")
+    async with _policy(settings, name, why) as (chosen, line):
+        if schedule:
+            say(line)
+            return await run_schedule(settings, functools.partial(run, policy=chosen), say)
+        return await run(mode=mode, policy=chosen, on_connected=lambda: say(line))
+
+
+@asynccontextmanager
+async def _policy(settings: Settings, name: PolicyName, why: str) -> AsyncIterator[tuple[ClaudeAgent | None, str]]:
+    """The policy object (None: the rules) and the line that says which runs."""
     if name == "rules":
-        return await run(on_connected=lambda: say(f"policy rules ({why}): the momentum rules decide"))
-    return await _run_claude(settings, why, run, say)
-
-
-async def _run_claude(
-    settings: Settings, why: str, run: Callable[..., Awaitable[int]], say: Callable[[str], None]
-) -> int:
+        yield None, f"policy rules ({why}): the momentum rules decide"
+        return
     chosen = settings.agent
     price = chosen.price()  # a model without a price is refused before anything starts
     from anthropic import AsyncAnthropic
@@ -97,7 +114,49 @@ async def _run_claude(
         try:
             agent = ClaudeAgent(anthropic, claude_settings, ledger)
             spent = await ledger.spent(datetime.now(UTC).date())
-            line = f"{agent.describe()} ({why}); spent today (UTC) {usd(spent)}"
-            return await run(policy=agent, on_connected=lambda: say(line))
+            yield agent, f"{agent.describe()} ({why}); spent today (UTC) {usd(spent)}"
         finally:
             await anthropic.close()
+
+
+async def run_schedule(settings: Settings, run: Callable[..., Awaitable[int]], say: Callable[[str], None]) -> int:
+    """Cycles through the market's trading days (``agent/schedule.py``) until SIGTERM or SIGINT."""
+    chosen = settings.agent
+    times = ScheduleTimes(
+        scan_before_open=timedelta(minutes=chosen.scan_before_open_minutes),
+        trade_every=timedelta(minutes=chosen.trade_every_minutes),
+        close_before_close=timedelta(minutes=chosen.close_before_close_minutes),
+        heartbeat_every=timedelta(minutes=chosen.heartbeat_every_minutes),
+    )
+    stop = anyio.Event()
+
+    async def wait(seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await stop.wait()
+
+    async def run_mode(mode: str) -> int:
+        return await run(mode=mode)
+
+    scheduler = Scheduler(
+        Planner(profile_for(settings.market), times), run_mode, lambda: datetime.now(UTC), wait, say, stop
+    )
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                task_status.started()
+                async for signum in received:
+                    say(f"{signal.Signals(signum).name}: stopping the schedule")
+                    scheduler.request_stop()
+                    return
+
+        await tg.start(on_signal)  # the handlers are in place before the schedule says it runs
+        say(
+            f"schedule of {settings.market.value}: a scan {chosen.scan_before_open_minutes} min before the open,"
+            f" a trade cycle every {chosen.trade_every_minutes} min in the sessions, a close cycle"
+            f" {chosen.close_before_close_minutes} min before the close, heartbeats every"
+            f" {chosen.heartbeat_every_minutes} min in between; until SIGTERM or SIGINT"
+        )
+        code = await scheduler.run()
+        tg.cancel_scope.cancel()
+    return code

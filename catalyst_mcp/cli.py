@@ -115,17 +115,27 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    schedule: Annotated[
+        bool,
+        typer.Option(
+            "--schedule",
+            help="run until SIGTERM/SIGINT: scan before the open, trade through the sessions, close before the close",
+        ),
+    ] = False,
     agent_id: Annotated[str | None, typer.Option("--agent-id")] = None,
     data_dir: DataDir = None,
     market: Market = None,
     config: ConfigFile = None,
 ) -> None:
-    """Run one trading cycle as an MCP client of the server, showing the phases live. The Claude policy asks
-    the model (CATALYST_AGENT__MODEL) within its budgets; the rules policy needs no key."""
+    """Run one trading cycle as an MCP client of the server, showing the phases live, or with --schedule the
+    cycles of every trading day. The Claude policy asks the model (CATALYST_AGENT__MODEL) within its budgets;
+    the rules policy needs no key."""
     if mode not in ("trade", "scan", "close", "heartbeat"):
         _fail(f"unknown mode {mode!r}: expected trade, scan, close or heartbeat")
     if policy is not None and policy not in ("claude", "rules"):
         _fail(f"unknown policy {policy!r}: expected claude or rules")
+    if schedule and force:
+        _fail("--schedule follows the market's hours: it takes no --force")
     settings = _settings(config=config, data_dir=data_dir, market=market, agent_id=agent_id)
     from catalyst_mcp.agent.loop import RichReporter
     from catalyst_mcp.agent_cli import run_agent_command
@@ -146,6 +156,7 @@ def agent(
             force=force,
             reporter=RichReporter(),
             say=typer.echo,
+            schedule=schedule,
         )
     )
     raise typer.Exit(code)

@@ -214,6 +214,11 @@ class AgentSettings(BaseModel):
     retry_backoff_seconds: float = Field(default=1, ge=0, le=60, description="the first wait; doubles each time")
     retry_max_seconds: float = Field(default=30, ge=0, le=600, description="the longest wait")
     call_timeout_seconds: float = Field(default=120, gt=0, le=600, description="of one model call")
+    # --schedule: the cycles of a trading day
+    trade_every_minutes: int = Field(default=15, ge=1, le=390, description="between trade cycles in a session")
+    scan_before_open_minutes: int = Field(default=15, ge=0, le=720, description="the scan cycle before the open")
+    close_before_close_minutes: int = Field(default=15, ge=1, le=390, description="the close cycle before the close")
+    heartbeat_every_minutes: int = Field(default=5, ge=1, le=60, description="between cycles in the trading day")
 
     def price(self) -> ModelPrice:
         """The configured model's price: its own entry, else the longest known name it extends (a dated

@@ -44,7 +44,7 @@ from catalyst_mcp.agent.client import (
     error_text,
     one_line,
 )
-from catalyst_mcp.agent.loop import CycleOutcome, Reporter, Steps, summarize
+from catalyst_mcp.agent.loop import CLOSE_ON_STOP_S, STOPPED, CycleOutcome, Reporter, Steps, summarize
 from catalyst_mcp.agent.prompt import directive_texts, opening, system_blocks
 from catalyst_mcp.agent.tools import ServerTool, definitions, offered, refusal
 from catalyst_mcp.domain.enums import CycleMode
@@ -61,8 +61,6 @@ MODEL_STEP = "claude"
 RETRY_STATUSES = frozenset({408, 409, 429})
 FINAL_TEXT_MAX = 2000
 LIST_PAGES_MAX = 20
-# How long the loop may take to close its cycle once it has been cancelled (SIGINT, SIGTERM).
-CLOSE_ON_CANCEL_S = 10.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -155,8 +153,8 @@ class ClaudeAgent:
         except ServerUnavailable:
             raise
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ON_CANCEL_S):
-                await self._close(steps, talk, cycle_id, cycle_mode, "the agent was stopped during the cycle")
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ON_STOP_S):
+                await self._close(steps, talk, cycle_id, cycle_mode, STOPPED)
             raise
         except Exception as exc:  # the loop must close its cycle whatever went wrong
             logger.exception("the Claude loop failed in cycle %s", cycle_id)

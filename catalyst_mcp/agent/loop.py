@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+import anyio
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -166,20 +167,24 @@ async def run_cycle(
         return CycleOutcome(cycle_id=None, market_open=market_open)
     cycle_id = str(started["cycle_id"])
 
-    ideas, failure = await _observe_and_decide(steps, policy, cycle_id, cycle_mode, quote_top)
     executions: list[Mapping[str, Any]] = []
     decisions: list[str] = []
-    for idea in ideas:
-        decision, reasoning, execution = await _act(steps, idea, cycle_id, cycle_mode)
-        if execution is not None:
-            executions.append(execution)
-        decisions.append(decision)
-        await steps.try_call(
-            "log_decision", cycle_id=cycle_id, decision=decision, reasoning=reasoning, symbol=idea.symbol
-        )
-    if not ideas:
-        note = failure or "no trade ideas"
-        await steps.try_call("log_decision", cycle_id=cycle_id, decision="observation", reasoning=note)
+    try:
+        ideas, failure = await _observe_and_decide(steps, policy, cycle_id, cycle_mode, quote_top)
+        for idea in ideas:
+            decision, reasoning, execution = await _act(steps, idea, cycle_id, cycle_mode)
+            if execution is not None:
+                executions.append(execution)
+            decisions.append(decision)
+            await steps.try_call(
+                "log_decision", cycle_id=cycle_id, decision=decision, reasoning=reasoning, symbol=idea.symbol
+            )
+        if not ideas:
+            note = failure or "no trade ideas"
+            await steps.try_call("log_decision", cycle_id=cycle_id, decision="observation", reasoning=note)
+    except anyio.get_cancelled_exc_class():
+        await close_stopped(steps, cycle_id)
+        raise
 
     summary = (
         f"{cycle_mode.value}: {len(ideas)} ideas, {decisions.count('trade')} orders, "
@@ -204,6 +209,17 @@ async def run_cycle(
         errors=tuple(steps.errors),
         failure=failure,
     )
+
+
+# How long a cycle stopped by SIGTERM/SIGINT (a cancellation) may take to be closed as failed.
+CLOSE_ON_STOP_S = 10.0
+STOPPED = "the agent was stopped during the cycle"
+
+
+async def close_stopped(steps: Steps, cycle_id: str) -> None:
+    """Close a cycle whose run was cancelled as failed, shielded and bounded, so it is never left active."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_ON_STOP_S):
+        await steps.try_call("complete_cycle", cycle_id=cycle_id, summary=STOPPED, outcome="failed")
 
 
 async def _observe_and_decide(

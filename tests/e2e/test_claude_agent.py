@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -563,8 +565,9 @@ async def test_without_a_key_the_rules_policy_runs_and_says_so(database_url: str
             "no price for model claude-unknown-9: set CATALYST_AGENT__PRICES to",
         ),
         ([], {"ANTHROPIC_API_KEY": KEY, "CATALYST_AGENT__MAX_TURNS": "0"}, "invalid setting CATALYST_AGENT__MAX_TURNS"),
+        (["--schedule", "--force"], {}, "--schedule follows the market's hours: it takes no --force"),
     ],
-    ids=["claude-without-key", "unknown-policy", "unpriced-model", "bad-budget"],
+    ids=["claude-without-key", "unknown-policy", "unpriced-model", "bad-budget", "schedule-forced"],
 )
 async def test_a_policy_that_cannot_run_is_refused_in_one_line(
     database_url: str, args: list[str], env: dict[str, str], line: str
@@ -599,3 +602,41 @@ async def test_a_rules_cycle_whose_policy_fails_is_completed_as_failed(session: 
     assert outcome.failure == "policy failed: RuntimeError: no idea"
     assert outcome.status is not None and outcome.status["status"] == "failed"
     assert "policy failed" in complete_detail(dict(outcome.status))
+
+
+# --- the schedule as a process --------------------------------------------------------------------------------
+
+
+def test_the_schedule_says_what_it_will_do_and_stops_cleanly_on_sigterm(database_url: str) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CATALYST_", "ANTHROPIC_"))}
+    env = {**base, "CATALYST_DATABASE_URL": database_url, "CATALYST_LOG_LEVEL": "WARNING"}
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "catalyst_mcp", "agent", "--schedule"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        stdout = process.stdout
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+        reader.start()
+        try:
+            while not any(line.startswith("schedule of US:") for line in seen):
+                seen.append(lines.get(timeout=60))
+            assert seen[0].strip() == "policy rules (ANTHROPIC_API_KEY is not set): the momentum rules decide"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        reader.join(timeout=10)
+        errors = process.stderr.read()
+    while not lines.empty():
+        seen.append(lines.get_nowait())
+    assert seen[-1].strip() == "schedule stopped", seen[-5:]
+    assert any(line.startswith("SIGTERM: stopping the schedule") for line in seen)
+    assert "Traceback" not in errors
