@@ -82,8 +82,13 @@ class MoomooBroker:
         return [p for p in (wire.position(r) for r in rows) if p is not None]
 
     async def verify(self) -> None:
-        """Fail on an account OpenD does not serve (not logged in, no HK account of this environment)."""
-        await self.get_account()
+        """Fail on an account OpenD refuses to serve (locked, a wrong password); OpenD not there only warns."""
+        try:
+            await self.get_account()
+        except TemporaryFailure as exc:
+            log.warning("moomoo: could not read the account at start-up: %s", exc)
+        except BrokerRejected as exc:
+            raise OperatorNeeded(f"OpenD did not serve the {self._env} HK account: {exc}") from None
 
     # --- orders ---------------------------------------------------------------------------------------
 

@@ -146,6 +146,7 @@ class MoomooMarketData:
         past = [b.volume for b in bars if b.at.astimezone(wire.HKT).date() < today][-AVERAGE_DAYS:]
         average = sum(past, Decimal(0)) / len(past) if past else snap.volume
         with self._lock:
+            self._avg_volume = {k: v for k, v in self._avg_volume.items() if k[1] == today}
             self._avg_volume[(symbol, today)] = average
         return average
 

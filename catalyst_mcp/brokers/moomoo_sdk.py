@@ -193,11 +193,14 @@ class SdkCalls:
 
     async def _once(self, what: str, link: Link, call: Callable[[Any], tuple[int, T]]) -> T:
         def run() -> T:
-            ctx = link.get()
             try:
+                ctx = link.get()
                 ret, data = call(ctx)
+            except CatalystError:
+                raise
             except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
-                raise TemporaryFailure(f"futu-api failed on {what}: {type(exc).__name__}: {exc}") from None
+                detail = wire.one_line(f"{type(exc).__name__}: {exc}", self._secrets)
+                raise TemporaryFailure(f"futu-api failed on {what}: {detail}") from None
             if ret != 0:
                 message = str(data)
                 if wire.is_transport(message) and "Timeout" not in message:

@@ -51,6 +51,8 @@ async def test_a_full_hk_cycle_trades_whole_lots_on_moomoo_paper_through_the_sdk
             quote = await call("get_quote", symbol="1810.HK", cycle_id=cycle_id)
             bid, ask, _ = emulator.quote(symbol)
             assert quote["symbol"] == symbol and (Decimal(quote["bid"]), Decimal(quote["ask"])) == (bid, ask)
+            technicals = await call("get_technicals", symbol=symbol, cycle_id=cycle_id)
+            assert technicals["rsi_14"] is not None and technicals["sma_20"] is not None  # from OpenD's K lines
             stop = (bid * Decimal("0.97")).quantize(Decimal("0.01"))
             target = (ask * Decimal("1.06")).quantize(Decimal("0.01"))
             odd = await call("check_risk", symbol=symbol, side="buy", quantity="300", order_type="market",

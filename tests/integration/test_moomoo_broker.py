@@ -5,6 +5,7 @@ twice, and the event loop never waiting on the SDK."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,13 +14,15 @@ import anyio.lowlevel
 import pytest
 
 from catalyst_mcp.brokers import moomoo_mapping as wire
+from catalyst_mcp.brokers.moomoo import open_moomoo
 from catalyst_mcp.domain.enums import BrokerMode, OrderStatus, OrderType, Side
-from catalyst_mcp.domain.errors import BrokerRejected, InvalidInput, OperatorNeeded
+from catalyst_mcp.domain.errors import BrokerRejected, InvalidInput, OperatorNeeded, TemporaryFailure
 from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.markets.profiles import HK_PROFILE
 from catalyst_mcp.signals.bars import BarSize
-from tests.fakes.moomoo_harness import TRADE_PASSWORD, hk_clock, moomoo_adapter
+from tests.fakes.moomoo_harness import TRADE_PASSWORD, hk_clock, moomoo_adapter, moomoo_settings
 from tests.fakes.opend_account import REAL, SIMULATE
+from tests.fakes.opend_emulator import unused_port
 from tests.fakes.opend_wire import common
 
 PLACE = 2202
@@ -150,8 +153,9 @@ async def test_unknown_codes_are_absent_from_quotes_and_lots_come_from_snapshots
 
 
 async def test_paper_never_unlocks_and_live_is_unlocked_with_the_password_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     async with moomoo_adapter(hk_clock()) as a:
         await a.broker.get_account()
     assert a.broker.mode is BrokerMode.PAPER and a.emulator.counts[2005] == 0
@@ -173,6 +177,7 @@ async def test_paper_never_unlocks_and_live_is_unlocked_with_the_password_from_t
     with pytest.raises(OperatorNeeded, match="from the environment only"):
         async with moomoo_adapter(hk_clock(), **live):
             pass
+    assert TRADE_PASSWORD not in caplog.text
 
 
 async def test_every_order_status_futu_defines_maps_to_one_of_the_domain() -> None:
@@ -210,6 +215,27 @@ async def test_the_event_loop_keeps_running_while_an_sdk_call_waits_on_opend() -
                 await answered.wait()
 
     assert ticks == 50
+
+
+async def test_opend_not_listening_fails_each_call_at_once_instead_of_blocking_in_the_sdk() -> None:
+    clock = hk_clock()
+    with anyio.fail_after(10):
+        async with open_moomoo(moomoo_settings(unused_port()), HK_PROFILE, clock) as (broker, data):
+            with pytest.raises(TemporaryFailure, match=r"OpenD is not listening at 127\.0\.0\.1:"):
+                await broker.get_account()
+            with pytest.raises(TemporaryFailure, match="not listening"):
+                await data.get_quote("00700")
+
+
+async def test_a_dropped_connection_is_replaced_on_the_next_call_without_the_sdks_wait() -> None:
+    async with moomoo_adapter(hk_clock()) as a:
+        a.emulator.fault(2101, "drop-after")
+        with pytest.raises(TemporaryFailure, match="Disconnect"):
+            await a.broker.get_account()
+        with anyio.fail_after(3):  # the SDK alone would wait 6 s before it reconnected
+            account = await a.broker.get_account()
+
+    assert account.currency == "HKD" and a.emulator.counts[1001] == 2  # the first trade context and its replacement
 
 
 def test_the_hk_clock_is_inside_the_morning_session() -> None:
