@@ -142,6 +142,10 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
             from catalyst_mcp.brokers.alpaca_lazy import open_alpaca_lazily
 
             broker, market_data = await stack.enter_async_context(open_alpaca_lazily(settings, profile, wall))
+        elif settings.broker is BrokerKind.MOOMOO:
+            from catalyst_mcp.brokers.moomoo_lazy import open_moomoo_lazily
+
+            broker, market_data = await stack.enter_async_context(open_moomoo_lazily(settings, profile, wall))
         else:
             # The simulated exchange is a venue of its own: its own small pool, never the request pool.
             sim_pool = await create_pool(uri, min_size=1, max_size=4, guarded=True)

@@ -174,6 +174,23 @@ class MonitorSettings(BaseModel):
     agent_id: str = Field(default="catalyst_monitor", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+class MoomooSettings(BaseModel):
+    """Moomoo (Futu OpenD) for ``CATALYST_BROKER=moomoo``: where OpenD listens, the trade password that unlocks
+    live trading (from the environment only; paper needs none), and how long and how often the adapter tries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    port: int = Field(default=11111, ge=1, le=65535)
+    trade_password: SecretStr | None = None
+    timeout_seconds: float = Field(default=10, gt=0, le=120, description="per request, and to connect")
+    read_retries: int = Field(default=1, ge=0, le=5)
+    retry_backoff_seconds: float = Field(default=0.25, ge=0, le=10)
+    max_threads: int = Field(default=4, ge=1, le=32, description="SDK calls at once")
+    cancel_wait_seconds: float = Field(default=5, gt=0, le=60)
+    fill_wait_seconds: float = Field(default=2, ge=0, le=30, description="a market order's answer awaits its fill")
+
+
 class ModelPrice(BaseModel):
     """What a model costs, in US dollars per million tokens (cache writes at the 5-minute TTL)."""
 
@@ -289,6 +306,7 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     scanner: ScannerSettings = ScannerSettings()
     monitor: MonitorSettings = MonitorSettings()
+    moomoo: MoomooSettings = MoomooSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -12,7 +12,9 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from catalyst_mcp.domain.decimals import floor_to, round_to
-from catalyst_mcp.domain.enums import CycleMode, OrderType, PositionSide, Side
+from catalyst_mcp.domain.enums import CycleMode, Market, OrderType, PositionSide, Side
+from catalyst_mcp.markets.lots import table_lot
+from catalyst_mcp.markets.symbols import canonical_symbol
 
 _ZERO = Decimal(0)
 
@@ -94,12 +96,15 @@ class PolicyParams:
     take_profit_pct: Decimal = Decimal("0.06")
     min_score: Decimal = _ZERO
     tick: Decimal = Decimal("0.01")
-    default_lot_size: Decimal = Decimal(1)
+    default_lot_size: Decimal | None = None  # None: an HK code's board lot from the maintained table, else 1
     lot_sizes: Mapping[str, Decimal] = field(default_factory=dict)
     entry_order_type: OrderType = OrderType.MARKET
 
     def lot_size(self, symbol: str) -> Decimal:
-        return self.lot_sizes.get(symbol, self.default_lot_size)
+        found = self.lot_sizes.get(symbol, self.default_lot_size)
+        if found is not None:
+            return found
+        return table_lot(Market.HK, symbol) if canonical_symbol(Market.HK, symbol) == symbol else Decimal(1)
 
 
 class Policy(Protocol):

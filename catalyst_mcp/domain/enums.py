@@ -73,6 +73,7 @@ class BrokerMode(StrEnum):
 class BrokerKind(StrEnum):
     SIM = "sim"
     ALPACA = "alpaca"
+    MOOMOO = "moomoo"
 
 
 class CycleMode(StrEnum):
