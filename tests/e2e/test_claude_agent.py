@@ -622,7 +622,12 @@ def test_the_schedule_says_what_it_will_do_and_stops_cleanly_on_sigterm(database
     ) as process:
         assert process.stdout is not None and process.stderr is not None
         stdout = process.stdout
-        reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
             while not any(line.startswith("schedule of US:") for line in seen):

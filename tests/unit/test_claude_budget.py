@@ -76,10 +76,22 @@ def test_a_cut_response_names_the_output_budget() -> None:
 async def test_a_spend_book_keeps_each_day_apart() -> None:
     book = MemorySpendBook({})
     at = datetime(2026, 11, 25, 15, tzinfo=UTC)
-    args = {"agent_id": "a", "model": "m", "input_tokens": 1, "output_tokens": 1}
-    cache = {"cache_write_tokens": 0, "cache_read_tokens": 0}
-    assert await book.add(day=date(2026, 11, 25), usd=Decimal("0.5"), at=at, **args, **cache) == Decimal("0.5")
-    assert await book.add(day=date(2026, 11, 25), usd=Decimal("0.25"), at=at, **args, **cache) == Decimal("0.75")
+
+    async def add(usd: str) -> Decimal:
+        return await book.add(
+            day=date(2026, 11, 25),
+            usd=Decimal(usd),
+            at=at,
+            agent_id="a",
+            model="m",
+            input_tokens=1,
+            output_tokens=1,
+            cache_write_tokens=0,
+            cache_read_tokens=0,
+        )
+
+    assert await add("0.5") == Decimal("0.5")
+    assert await add("0.25") == Decimal("0.75")
     assert await book.spent(date(2026, 11, 26)) == 0
 
 
