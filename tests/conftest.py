@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import shutil
 import tempfile
 import uuid
@@ -26,6 +27,14 @@ from catalyst_mcp.store.migrate import apply_migrations
 # Wednesday 25 Nov 2026, 10:00 in New York: a regular NYSE session.
 SESSION_TIME = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 TEMPLATE = "catalyst_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests never reach the real Anthropic API: a key or endpoint in the developer's environment would make
+    every agent run here the Claude policy against it. Tests that want the model point the SDK at the local
+    stub themselves."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+        os.environ.pop(name, None)
 
 
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:

@@ -36,7 +36,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "numpy",
     ),
     "ports": ("services", *ADAPTERS_AND_TRANSPORTS, "asyncpg", "mcp", "mcp_types"),
-    "store": ("services", "brokers", "server", "agent", "bootstrap", "cli", "mcp", "mcp_types", "alpaca"),
+    "store": ("services", "brokers", "server", "agent", "bootstrap", "cli", "mcp", "mcp_types", "alpaca", "futu"),
     "brokers": ("store", "services", "server", "agent", "bootstrap", "cli", "mcp", "mcp_types"),
     "services": (
         "brokers",
@@ -48,9 +48,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "mcp",
         "mcp_types",
         "alpaca",
+        "futu",
         "anthropic",
     ),
-    "server": ("store", "brokers", "agent", "asyncpg", "alpaca"),
+    "server": ("store", "brokers", "agent", "asyncpg", "alpaca", "futu"),
     "agent": ("store", "services", "server", "brokers", "bootstrap", "asyncpg"),
 }
 
