@@ -54,6 +54,7 @@ class QuoteView:
     bid: Decimal | None
     ask: Decimal | None
     last: Decimal | None
+    lot_size: Decimal | None = None  # the board lot the server reports (get_quote)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,28 +132,39 @@ def propose(context: PolicyContext, params: PolicyParams) -> list[TradeIdea]:
     return ideas
 
 
+def lot_of(context: PolicyContext, params: PolicyParams, symbol: str) -> Decimal:
+    """The board lot the server reported with the symbol's quote, else the parameters' own."""
+    quote = context.quotes.get(symbol)
+    if quote is not None and quote.lot_size is not None and quote.lot_size > _ZERO:
+        return quote.lot_size
+    return params.lot_size(symbol)
+
+
 def exit_ideas(context: PolicyContext, params: PolicyParams) -> list[TradeIdea]:
-    """Sell a whole long position whose price is at/below its stop or at/above its target."""
+    """Sell a whole long position whose price is at/below its stop or at/above its target; in close mode (the
+    close-out before the session ends) every position is closed, a short bought back."""
     ideas: list[TradeIdea] = []
+    closing_out = context.mode is CycleMode.CLOSE
     for position in sorted(context.positions, key=lambda p: p.symbol):
-        if position.side is not PositionSide.LONG:
-            continue
+        long = position.side is PositionSide.LONG
         price = _mark(position, context.quotes.get(position.symbol))
-        if price is None:
+        if closing_out:
+            why = "close-out before the session ends"
+        elif not long or price is None:
             continue
-        if position.stop_loss is not None and price <= position.stop_loss:
+        elif position.stop_loss is not None and price <= position.stop_loss:
             why = f"stop loss hit: {_plain(price)} <= stop {_plain(position.stop_loss)}"
         elif position.take_profit is not None and price >= position.take_profit:
             why = f"take profit hit: {_plain(price)} >= target {_plain(position.take_profit)}"
         else:
             continue
-        quantity = floor_to(position.quantity, params.lot_size(position.symbol))
+        quantity = floor_to(position.quantity, lot_of(context, params, position.symbol))
         if quantity <= _ZERO:
             continue
         ideas.append(
             TradeIdea(
                 symbol=position.symbol,
-                side=Side.SELL,
+                side=Side.SELL if long else Side.BUY,
                 quantity=quantity,
                 order_type=OrderType.MARKET,
                 limit_price=None,
@@ -178,7 +190,7 @@ def entry_ideas(context: PolicyContext, params: PolicyParams) -> list[TradeIdea]
         price = _entry_price(context.quotes.get(candidate.symbol))
         if price is None:
             continue
-        lot = params.lot_size(candidate.symbol)
+        lot = lot_of(context, params, candidate.symbol)
         quantity = floor_to(max(min(target, budget), _ZERO) / price, lot)
         if quantity <= _ZERO:
             continue
@@ -304,6 +316,7 @@ def parse_quote(quote: Mapping[str, Any]) -> QuoteView:
         bid=parse_decimal(quote.get("bid")),
         ask=parse_decimal(quote.get("ask")),
         last=parse_decimal(quote.get("last")),
+        lot_size=parse_decimal(quote.get("lot_size")),
     )
 
 

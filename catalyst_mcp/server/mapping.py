@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 import pydantic_core
 from mcp_types import CallToolResult, TextContent
@@ -150,7 +151,7 @@ def technicals_out(reading: TechnicalsReading) -> m.TechnicalsOut:
     )
 
 
-def quote_out(symbol: str, quote: Quote | None) -> m.QuoteOut:
+def quote_out(symbol: str, quote: Quote | None, lot_size: Decimal | None = None) -> m.QuoteOut:
     if quote is None:
         return m.QuoteOut(
             symbol=symbol,
@@ -170,6 +171,7 @@ def quote_out(symbol: str, quote: Quote | None) -> m.QuoteOut:
         bid_size=quote.bid_size,
         ask_size=quote.ask_size,
         at=quote.at,
+        lot_size=lot_size,
         reason=None,
     )
 

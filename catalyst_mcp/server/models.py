@@ -147,6 +147,9 @@ class QuoteOut(Out):
     bid_size: Dec | None
     ask_size: Dec | None
     at: Utc | None
+    lot_size: Dec | None = Field(
+        default=None, description="the board lot: an order's quantity must be a whole number of lots (US: 1)"
+    )
     reason: str | None = Field(description="why there is no quote (an unknown symbol), else null")
 
 

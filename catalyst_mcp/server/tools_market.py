@@ -52,7 +52,8 @@ async def get_quote(call: CallArg, symbol: SymbolArg, cycle_id: CycleIdArg | Non
     quote = await call.services.portfolio.quote(canonical)
     if quote is None:
         call.add(Phase.ANALYZE, PhaseStatus.FAILED, f"no quote for {canonical}")
-    return mapping.quote_out(canonical, quote)
+    lot = call.services.portfolio.lot_size(canonical) if quote is not None else None
+    return mapping.quote_out(canonical, quote, lot)
 
 
 @tool(READ_ONLY, in_cycle=True)

@@ -111,5 +111,9 @@ class PortfolioService:
             )
         return ScanReport(scan_id, at, source, result)
 
+    def lot_size(self, symbol: str) -> Decimal:
+        """The board lot of ``symbol`` (canonical) as the market data knows it."""
+        return self.market_data.lot_size(symbol)
+
     async def quote(self, symbol: str) -> Quote | None:
         return await self.market_data.get_quote(symbol)

@@ -368,6 +368,7 @@ async def test_workflow_status_without_arguments_shows_the_latest_cycle_of_every
 async def test_decimals_given_in_exponent_notation_come_back_in_plain_notation(tools: Tools) -> None:
     cycle_id = await tools.start_cycle()
     quote = await tools.ok("get_quote", {"symbol": "MSFT"})
+    assert quote["lot_size"] == "1"
     stop = (Decimal(quote["bid"]) * Decimal("0.9")).quantize(Decimal("1"))
     decision = await tools.ok(
         "check_risk",

@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +171,36 @@ async def test_force_runs_a_cycle_while_the_market_is_closed(database_url: str) 
         )
         assert risk.structured_content["approved"] is False
         assert "market_open" in [c["rule"] for c in risk.structured_content["checks"] if not c["passed"]]
+
+
+async def test_a_close_cycle_of_the_rules_policy_closes_every_position_before_the_session_ends(
+    database_url: str,
+) -> None:
+    settings = Settings(database_url=SecretStr(database_url), sim_clock="wall")
+    late = FixedClock(datetime(2026, 11, 25, 20, 40, tzinfo=UTC))  # 15:40 in New York: twenty minutes to go
+    async with open_runtime(settings, clock=late) as rt, Client(build_server(settings, runtime=rt)) as client:
+        tools = ToolClient(client)
+        bought = await run_cycle(
+            tools,
+            agent_id="closer",
+            market="US",
+            mode="trade",
+            force=False,
+            policy=RulesPolicy(),
+            reporter=ListReporter(),
+        )
+        assert bought.exit_code == 0
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM positions WHERE status = 'open'") > 0
+        late.advance(timedelta(minutes=5))
+        reporter = ListReporter()
+        closed = await run_cycle(
+            tools, agent_id="closer", market="US", mode="close", force=False, policy=RulesPolicy(), reporter=reporter
+        )
+        assert closed.exit_code == 0, reporter.lines
+        async with rt.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM positions WHERE status = 'open'") == 0
+        assert any(line.startswith("DECIDE policy") and "sell" in line for line in reporter.lines), reporter.lines
+        async with rt.pool.acquire() as conn:
+            reasons = await conn.fetch("SELECT reasoning FROM decisions WHERE reasoning LIKE '%close-out%'")
+        assert reasons, "each exit's reason is logged with the cycle's decisions"

@@ -74,6 +74,7 @@ async def test_a_position_bought_as_0700_hk_is_not_touched_when_the_broker_repor
 ) -> None:
     async with Client(build_server(hk_settings, runtime=hk)) as client:
         quote = await call(client, "get_quote", symbol="700")
+        assert quote["lot_size"] == "100", "the board lot comes with the quote"
         stop = str((D(quote["bid"]) * D("0.99")).quantize(D("0.1")))
         decision = await call(
             client, "check_risk", symbol="0700.HK", side="buy", quantity="100", order_type="market", stop_loss=stop

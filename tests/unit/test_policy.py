@@ -225,7 +225,7 @@ def test_a_fractional_position_exits_in_whole_shares_and_a_sub_share_one_is_skip
     assert [(i.symbol, i.quantity) for i in propose(ctx, PARAMS)] == [("FRAC", D(10))]
 
 
-def test_short_positions_get_no_exit_ideas() -> None:
+def test_short_positions_get_no_exit_ideas_in_trade_mode() -> None:
     short = HeldPosition(
         symbol="GME",
         side=PositionSide.SHORT,
@@ -246,6 +246,31 @@ def test_close_mode_proposes_exits_only() -> None:
         mode=CycleMode.CLOSE,
     )
     assert [(i.symbol, i.side) for i in propose(ctx, PARAMS)] == [("TSLA", Side.SELL)]
+
+
+def test_close_mode_closes_every_position_before_the_session_ends_a_short_bought_back() -> None:
+    short = HeldPosition(
+        symbol="GME",
+        side=PositionSide.SHORT,
+        quantity=D(10),
+        avg_entry_price=D(20),
+        market_price=D(20),
+        stop_loss=None,
+        take_profit=None,
+    )
+    calm = held("MSFT", mark="100")  # between its stop and its target: kept in a trade cycle
+    ctx = context([], positions=(calm, short), mode=CycleMode.CLOSE)
+    ideas = propose(ctx, PARAMS)
+    assert [(i.symbol, i.side, i.quantity) for i in ideas] == [("GME", Side.BUY, D(10)), ("MSFT", Side.SELL, D(10))]
+    assert all("close-out before the session ends" in i.reason for i in ideas)
+    assert propose(context([], positions=(calm, short)), PARAMS) == []
+
+
+def test_the_board_lot_the_server_reports_with_the_quote_sizes_the_order() -> None:
+    lotted = QuoteView(symbol="00700", bid=D("7"), ask=D("7"), last=D("7"), lot_size=D(500))
+    ctx = context([candidate("00700", "7")], quotes=[lotted])
+    idea = only(propose(ctx, PARAMS))
+    assert idea.quantity == 500  # 5,000 of 100,000 at 7 is 714 shares: one lot of 500 (the table says 100: 700)
 
 
 # -- determinism and the Policy protocol ----------------------------------------------------------
