@@ -180,7 +180,10 @@ class WorkflowService:
         """Write a call's phase events, in turn with other calls of the cycle, if the transition rules allow
         them; raises IllegalTransition (or Conflict for a cycle that has ended) otherwise."""
         async with self.db.transaction() as conn:
-            await commit_without_flush(conn)
+            if all(e.phase is not Phase.INIT for e in events):
+                # A later phase's event lost in a crash only hides progress; INIT must survive, for every later
+                # phase needs it (a cycle begins with INIT).
+                await commit_without_flush(conn)
             lock = await cycles.lock_cycle(conn, cycle_id)
             if lock is None:
                 raise InvalidInput(f"unknown cycle {cycle_id}")

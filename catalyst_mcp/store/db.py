@@ -141,7 +141,8 @@ def transaction(conn: Conn) -> Transaction:
 
 async def commit_without_flush(conn: Conn) -> None:
     """Let this transaction commit without waiting for the WAL flush. Only for records whose loss in a crash
-    is safe: a lost phase event only hides progress. Approvals, orders, fills and positions always commit
+    is safe: a lost phase event after INIT only hides progress (INIT itself commits durably: every later phase
+    needs it). Approvals, orders, fills and positions always commit
     durably (a client told "approved" must find its approval after a crash)."""
     await conn.execute("SET LOCAL synchronous_commit TO off")
 

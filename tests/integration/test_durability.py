@@ -86,3 +86,27 @@ async def test_an_approval_told_to_the_client_survives_a_database_crash(data_dir
     finally:
         await conn.close()
     assert sorted(r[0] for r in found) == sorted(told)
+
+
+async def test_a_cycle_told_to_the_client_keeps_its_init_through_a_database_crash(
+    data_dir: Path, quiet: TextIO
+) -> None:
+    """Later phase events may be lost in a crash (they only show progress), but INIT may not: every later phase
+    of the cycle needs it ("a cycle begins with INIT"), so a lost INIT would leave the cycle unusable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATALYST_")}
+    env |= {"CATALYST_DATA_DIR": str(data_dir), "CATALYST_LOG_LEVEL": "ERROR"}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "catalyst_mcp", "serve"], env=env)
+    async with Client(stdio_client(params, errlog=quiet)) as client:
+        await client.call_tool("workflow_status", {})  # the database is up and migrated
+        freeze_the_wal_writer(data_dir)
+        started = (await client.call_tool("start_cycle", {"agent_id": "crashed", "force": True})).structured_content
+        assert started is not None and started["cycle_id"]
+        kill_cluster(data_dir)  # the instant the answer arrived
+
+    uri = ensure_embedded_postgres(data_dir)  # restarts it: crash recovery replays the WAL
+    conn = await asyncpg.connect(uri)
+    try:
+        phases = await conn.fetch("SELECT phase FROM cycle_events WHERE cycle_id = $1", started["cycle_id"])
+    finally:
+        await conn.close()
+    assert [r["phase"] for r in phases] == ["INIT"]
