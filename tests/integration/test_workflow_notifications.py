@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.console import Console
 
 from catalyst_mcp.bootstrap import Runtime, assemble, open_runtime
 from catalyst_mcp.config import Settings
-from catalyst_mcp.domain.changes import AgentSeen, Change
+from catalyst_mcp.domain.changes import AgentSeen, Change, MonitorChanged
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.phases import Phase, PhaseStatus
 from catalyst_mcp.markets.clocks import FixedClock
@@ -28,6 +29,7 @@ from catalyst_mcp.server.toolkit import Serving
 from catalyst_mcp.services import workflow
 from catalyst_mcp.services.workflow import StatusView
 from catalyst_mcp.status_view import follow, render
+from catalyst_mcp.store import monitor
 from catalyst_mcp.store.changes import ChangeListener, PgChanges, parse, payload_of
 from catalyst_mcp.store.db import Conn
 
@@ -103,6 +105,31 @@ def test_book_and_trading_state_changes_reach_only_the_server_of_their_market() 
         ResourceUpdated("catalyst://trading-state"),
         ResourceUpdated(CURRENT),
     )
+
+
+def test_a_monitor_change_announces_the_current_cycles_of_its_market_only() -> None:
+    assert events_for(parse('{"kind": "monitor", "market": "US"}'), Market.US) == (ResourceUpdated(CURRENT),)
+    assert events_for(parse('{"kind": "monitor", "market": "HK"}'), Market.US) == ()
+
+
+async def test_the_monitors_lease_and_passes_are_announced_by_the_database(runtime: Runtime) -> None:
+    heard: list[str] = []
+    arrived = anyio.Event()
+
+    def on_notify(*args: object) -> None:
+        heard.append(str(args[3]))
+        arrived.set()
+
+    async with runtime.pool.acquire() as listener, runtime.pool.acquire() as conn:
+        await listener.add_listener("catalyst_changes", on_notify)
+        try:
+            now = runtime.clock.now()
+            await monitor.take_lease(conn, Market.US, "me", now, now + timedelta(minutes=5))
+            with anyio.fail_after(WAIT_S):
+                await arrived.wait()
+        finally:
+            await listener.remove_listener("catalyst_changes", on_notify)
+    assert [parse(p) for p in heard] == [MonitorChanged(Market.US)]
 
 
 @pytest.mark.parametrize("payload", ["", "not json", "[1]", '{"kind": "cycle"}', '{"kind": "teapot"}'])
