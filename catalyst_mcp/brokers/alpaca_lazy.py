@@ -9,10 +9,10 @@ warns (the first call will say more).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +21,12 @@ import requests
 
 from catalyst_mcp.brokers.alpaca_config import AlpacaEndpoints, AlpacaTuning, credentials, endpoints_for
 from catalyst_mcp.brokers.alpaca_transport import FastSession
+from catalyst_mcp.brokers.lazy import LazyAdapter, LazyBroker, LazyMarketData
 from catalyst_mcp.config import Settings
-from catalyst_mcp.domain.enums import BrokerMode, Market, Side
+from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.errors import OperatorNeeded
-from catalyst_mcp.domain.models import Account, BrokerOrder, BrokerPosition, OrderIntent, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock, MarketData
-from catalyst_mcp.signals.bars import Bar, BarSize
-from catalyst_mcp.signals.scanner import ScanRow
 
 if TYPE_CHECKING:
     from catalyst_mcp.brokers.alpaca import Opened
@@ -79,108 +77,14 @@ def check_account(where: AlpacaEndpoints, key: str, secret: str, tuning: AlpacaT
         raise OperatorNeeded("the Alpaca account is blocked from trading")
 
 
-class _Lazy:
-    """Builds the SDK-backed adapter once, in a worker thread, on first use."""
+def _build(settings: Settings, profile: MarketProfile, clock: Clock) -> Opened:
+    from catalyst_mcp.brokers.alpaca import build_alpaca  # the SDK is imported here, off the event loop
 
-    def __init__(self, settings: Settings, profile: MarketProfile, clock: Clock) -> None:
-        self._args = (settings, profile, clock)
-        self._lock = anyio.Lock()
-        self.opened: Opened | None = None
-
-    async def get(self) -> Opened:
-        if self.opened is None:
-            async with self._lock:
-                if self.opened is None:
-                    self.opened = await anyio.to_thread.run_sync(self._build)
-        return self.opened
-
-    def _build(self) -> Opened:
-        from catalyst_mcp.brokers.alpaca import build_alpaca  # the SDK is imported here, off the event loop
-
-        return build_alpaca(*self._args)
+    return build_alpaca(settings, profile, clock)
 
 
-class LazyAlpacaBroker:
-    """The Alpaca broker, its SDK loaded by the first call."""
-
-    name = "alpaca"
-
-    def __init__(self, lazy: _Lazy, mode: BrokerMode) -> None:
-        self._lazy = lazy
-        self._mode = mode
-
-    @property
-    def mode(self) -> BrokerMode:
-        return self._mode
-
-    async def _broker(self) -> Broker:
-        return (await self._lazy.get()).broker
-
-    async def get_account(self) -> Account:
-        return await (await self._broker()).get_account()
-
-    async def get_positions(self) -> list[BrokerPosition]:
-        return await (await self._broker()).get_positions()
-
-    async def submit_order(self, intent: OrderIntent, client_order_id: str) -> BrokerOrder:
-        return await (await self._broker()).submit_order(intent, client_order_id)
-
-    async def protect(
-        self,
-        symbol: str,
-        side: Side,
-        quantity: Decimal,
-        stop_loss: Decimal | None,
-        take_profit: Decimal | None,
-        client_order_id: str,
-    ) -> list[BrokerOrder]:
-        broker = await self._broker()
-        return await broker.protect(symbol, side, quantity, stop_loss, take_profit, client_order_id)
-
-    async def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        return await (await self._broker()).get_order_by_client_id(client_order_id)
-
-    async def get_open_orders(self, symbol: str | None = None) -> list[BrokerOrder]:
-        return await (await self._broker()).get_open_orders(symbol)
-
-    async def cancel_order(self, broker_order_id: str) -> BrokerOrder:
-        return await (await self._broker()).cancel_order(broker_order_id)
-
-    async def is_market_open(self) -> bool:
-        return await (await self._broker()).is_market_open()
-
-    async def now(self) -> datetime:
-        return await (await self._broker()).now()
-
-
-class LazyAlpacaMarketData:
-    """Alpaca's market data, its SDK loaded by the first call."""
-
-    def __init__(self, lazy: _Lazy, feed: str) -> None:
-        self._lazy = lazy
-        self._feed = feed
-
-    @property
-    def source(self) -> str:
-        return f"alpaca-{self._feed}"
-
-    async def _data(self) -> MarketData:
-        return (await self._lazy.get()).market_data
-
-    async def get_quote(self, symbol: str) -> Quote | None:
-        return await (await self._data()).get_quote(symbol)
-
-    async def get_quotes(self, symbols: Sequence[str]) -> dict[str, Quote]:
-        return await (await self._data()).get_quotes(symbols)
-
-    async def scan_rows(self, symbols: Sequence[str] | None = None) -> list[ScanRow]:
-        return await (await self._data()).scan_rows(symbols)
-
-    async def get_bars(self, symbol: str, size: BarSize, count: int) -> list[Bar]:
-        return await (await self._data()).get_bars(symbol, size, count)
-
-    def lot_size(self, symbol: str) -> Decimal:
-        return Decimal(1)  # US equities trade in single shares
+def _single_share(symbol: str) -> Decimal:
+    return Decimal(1)  # US equities trade in single shares
 
 
 @asynccontextmanager
@@ -195,9 +99,12 @@ async def open_alpaca_lazily(
     await anyio.to_thread.run_sync(check_account, where, key, secret, AlpacaTuning.from_settings(settings))
     log.info("alpaca: %s trading at %s, data at %s (%s feed)", where.mode.value, where.trading_url, where.data_url,
              settings.alpaca_feed)  # fmt: skip
-    lazy = _Lazy(settings, profile, clock)
+    lazy = LazyAdapter(functools.partial(_build, settings, profile, clock))
     try:
-        yield LazyAlpacaBroker(lazy, where.mode), LazyAlpacaMarketData(lazy, settings.alpaca_feed)
+        yield (
+            LazyBroker("alpaca", where.mode, lazy),
+            LazyMarketData(f"alpaca-{settings.alpaca_feed}", lazy, _single_share),
+        )
     finally:
         if lazy.opened is not None:
             lazy.opened.close()
