@@ -47,7 +47,7 @@ FULL_BAR = "".join(
     for p in ("INIT", "PORTFOLIO", "SCAN", "ANALYZE", "DECIDE", "VALIDATE", "EXECUTE", "MONITOR", "LOG", "COMPLETE")
 )
 SONNET = Price(Decimal(3), Decimal(15), Decimal("3.75"), Decimal("0.30"))
-KEY = "sk-ant-test-0123456789-not-a-real-key"
+KEY = "stub-credential-0123456789-for-the-local-messages-stub"
 AGENT = "claude_agent"
 CYCLE_ID = re.compile(r"cycle_id (us_\d{8}_\d{6}_[0-9a-f]{6})")
 
