@@ -52,6 +52,14 @@ def kill_cluster(data_dir: Path) -> None:
     psutil.wait_procs(victims, timeout=10)
 
 
+def kill_the_server() -> None:
+    """The server goes with its database: these tests are about what the database kept, not about how a server
+    whose database died shuts down (the client would wait for it)."""
+    for child in psutil.Process().children(recursive=True):
+        if "serve" in child.cmdline():
+            child.kill()
+
+
 @pytest.fixture
 def quiet() -> Iterator[TextIO]:
     """Where the server's stderr goes: it complains once its database is gone, as it should."""
@@ -76,6 +84,7 @@ async def test_an_approval_told_to_the_client_survives_a_database_crash(data_dir
             assert checked is not None and checked["approved"], checked
             told.append(checked["approval_id"])
         kill_cluster(data_dir)  # the instant the last answer arrived
+        kill_the_server()
 
     uri = ensure_embedded_postgres(data_dir)  # restarts it: crash recovery replays the WAL
     conn = await asyncpg.connect(uri)
@@ -102,6 +111,7 @@ async def test_a_cycle_told_to_the_client_keeps_its_init_through_a_database_cras
         started = (await client.call_tool("start_cycle", {"agent_id": "crashed", "force": True})).structured_content
         assert started is not None and started["cycle_id"]
         kill_cluster(data_dir)  # the instant the answer arrived
+        kill_the_server()
 
     uri = ensure_embedded_postgres(data_dir)  # restarts it: crash recovery replays the WAL
     conn = await asyncpg.connect(uri)
