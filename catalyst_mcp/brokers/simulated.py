@@ -32,6 +32,13 @@ from catalyst_mcp.signals.scanner import ScanRow
 
 _POSITIONS = """(SELECT array_agg(ROW(symbol, quantity, avg_entry_price) ORDER BY symbol)
                  FROM sim.positions WHERE market = $1 AND quantity <> 0)"""
+# The same positions as three parallel arrays (symbols, quantities, prices): decoding plain arrays costs a
+# fraction of decoding one anonymous record per position, which matters for a snapshot of 100,000.
+_POSITION_ARRAYS = ", ".join(
+    f"""(SELECT array_agg({column} ORDER BY symbol) FROM sim.positions
+         WHERE market = $1 AND quantity <> 0) AS held_{column}"""
+    for column in ("symbol", "quantity", "avg_entry_price")
+)
 
 
 class SimExchange:
@@ -204,10 +211,11 @@ class SimExchange:
         )
 
     async def get_positions(self) -> list[BrokerPosition]:
-        row = await self._book.read(FaultOp.GET_POSITIONS, f"{_POSITIONS} AS positions", (), await self.now())
+        row = await self._book.read(FaultOp.GET_POSITIONS, _POSITION_ARRAYS, (), await self.now())
         if row is None:
             return []
-        return [BrokerPosition(symbol, quantity, avg) for symbol, quantity, avg in row["positions"] or ()]
+        columns = (row["held_symbol"] or (), row["held_quantity"] or (), row["held_avg_entry_price"] or ())
+        return list(map(BrokerPosition, *columns))
 
     # --- orders -------------------------------------------------------------------------------------
 

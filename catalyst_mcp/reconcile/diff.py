@@ -1,11 +1,15 @@
 """diff(book, broker snapshot, in-flight orders, tolerance) -> SyncPlan: what must change for the book to
-equal the broker, and the row operations that do it. Pure."""
+equal the broker, and the row operations that do it. Pure.
+
+``diff`` takes rows as they are; ``diff_sides`` takes both sides already keyed by canonical symbol (normalised
+once, where the rows entered: ``reconcile.sides``), which is what a sync does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from catalyst_mcp.domain.enums import Market, PositionSide
 from catalyst_mcp.domain.models import BrokerPosition, Position
@@ -22,6 +26,7 @@ from catalyst_mcp.reconcile.plan import (
     SyncPlan,
     Update,
 )
+from catalyst_mcp.reconcile.sides import BookRow, BookSide, BrokerRow, BrokerSide, book_side, broker_side
 
 # Average prices closer than this share of the broker's price are the same (brokers round them).
 DEFAULT_PRICE_TOLERANCE: Final = Decimal("0.0001")
@@ -50,43 +55,76 @@ def diff(
     working order are left alone (their fills move the book). ``tolerance`` is the relative average-price
     difference still considered equal.
     """
-    unrecognised: list[str] = []
-    rows_by: dict[str, list[Position]] = {}
-    for p in book:
-        symbol = canonical_symbol(market, p.symbol)
-        if symbol is None:
-            unrecognised.append(p.symbol)
-        else:
-            rows_by.setdefault(symbol, []).append(p)
-    remote_by: dict[str, list[BrokerPosition]] = {}
-    for b in broker:
-        if b.quantity == 0:
-            continue
-        symbol = canonical_symbol(market, b.symbol)
-        if symbol is None:
-            unrecognised.append(b.symbol)
-        else:
-            remote_by.setdefault(symbol, []).append(b)
+    long_ = PositionSide.LONG
+    rows = ((p.position_id, p.symbol, p.side is long_, p.quantity, p.avg_entry_price) for p in book)
+    return diff_sides(
+        book_side(market, rows),
+        broker_side(market, broker),
+        in_flight,
+        tolerance,
+        market=market,
+        lot_size=lot_size,
+    )
+
+
+def diff_sides(
+    book: BookSide,
+    broker: BrokerSide,
+    in_flight: Iterable[InFlight] = (),
+    tolerance: Decimal = DEFAULT_PRICE_TOLERANCE,
+    *,
+    market: Market,
+    lot_size: Callable[[str], Decimal] | None = None,
+) -> SyncPlan:
+    """``diff`` over sides already keyed by canonical symbol (``reconcile.sides``).
+
+    One pass over the book drops every symbol held in one canonically spelled row on each side with the same
+    quantity and an average price within the tolerance, with no order in flight: a few dict lookups and
+    Decimal comparisons each, no allocation. Only the rest (the differences, folds, symbols in flight) are
+    sorted and reconciled one by one, in symbol order.
+    """
     working: dict[str, list[str]] = {}
     for order in in_flight:
         ids = working.setdefault(canonical_symbol(market, order.symbol) or order.symbol, [])
         if order.client_order_id not in ids:
             ids.append(order.client_order_id)
 
+    held, remote = book.first, broker.first
+    special = book.more.keys() | broker.more.keys() | working.keys()
+    differing: list[str] = []
+    for symbol, (_, stored, long_, quantity, avg) in held.items():
+        there = remote.get(symbol)
+        if there is None or (special and symbol in special) or stored != symbol:
+            differing.append(symbol)
+            continue
+        _, target, target_avg = there
+        if (quantity if long_ else -quantity) != target:
+            differing.append(symbol)
+            continue
+        if avg != target_avg and price_drifted(avg, target_avg, tolerance):
+            differing.append(symbol)
+    differing += [symbol for symbol in remote if symbol not in held]
+
     out = _Builder(lot_size, tolerance)
-    none: list[Any] = []
-    for symbol in sorted(rows_by.keys() | remote_by.keys()):
-        out.reconcile(symbol, rows_by.get(symbol, none), remote_by.get(symbol, none), working.get(symbol))
+    for symbol in sorted(differing):
+        rows = book.rows(symbol)
+        if len(rows) > 1:
+            rows.sort(key=_stored_order)
+        out.reconcile(symbol, rows, broker.rows(symbol), working.get(symbol))
     return SyncPlan(
         changes=tuple(out.changes),
-        book_size=len(rows_by),
+        book_size=len(held),
         folds=tuple(out.folds),
         skipped=tuple(out.skipped),
-        unrecognised=tuple(sorted(set(unrecognised))),
+        unrecognised=tuple(sorted({*book.unrecognised, *broker.unrecognised})),
         closes=tuple(out.closes),
         updates=tuple(out.updates),
         inserts=tuple(out.inserts),
     )
+
+
+def _stored_order(row: BookRow) -> tuple[str, int]:
+    return row[1], row[0]
 
 
 def looks_like_outage(plan: SyncPlan, share: Decimal, min_positions: int) -> bool:
@@ -129,31 +167,28 @@ class _Builder:
         self.updates: list[Update] = []
         self.inserts: list[Insert] = []
 
-    def reconcile(
-        self, symbol: str, rows: list[Position], remote: list[BrokerPosition], orders: list[str] | None
-    ) -> None:
+    def reconcile(self, symbol: str, rows: list[BookRow], remote: list[BrokerRow], orders: list[str] | None) -> None:
         if len(rows) == 1:  # the common case, kept cheap: one row, no folding arithmetic
-            only = rows[0]
-            net = only.quantity if only.side is PositionSide.LONG else -only.quantity
-            book_avg: Decimal | None = only.avg_entry_price
+            net = _signed(rows[0])
+            book_avg: Decimal | None = rows[0][4]
         else:
-            net = sum((p.signed_quantity for p in rows), Decimal(0))
-            book_avg = _weighted_avg([(p.signed_quantity, p.avg_entry_price) for p in rows], net)
+            net = sum((_signed(r) for r in rows), Decimal(0))
+            book_avg = _weighted_avg([(_signed(r), r[4]) for r in rows], net)
         target_avg: Decimal | None
         if len(remote) == 1:
-            target, target_avg = remote[0].quantity, remote[0].avg_entry_price
+            _, target, target_avg = remote[0]
         else:
-            target = sum((b.quantity for b in remote), Decimal(0))
-            target_avg = _weighted_avg([(b.quantity, b.avg_entry_price) for b in remote], target)
+            target = sum((b[1] for b in remote), Decimal(0))
+            target_avg = _weighted_avg([(b[1], b[2]) for b in remote], target)
             if len(remote) > 1:
-                self.folds.append(Fold(symbol, FoldSource.BROKER, tuple(b.symbol for b in remote), target))
+                self.folds.append(Fold(symbol, FoldSource.BROKER, tuple(b[0] for b in remote), target))
         if orders is not None:
             self.skipped.append(Skipped(symbol, net, target, tuple(orders)))
             return
         if target == 0:
             if rows:
                 self._change(ChangeKind.PHANTOM, symbol, net, target, book_avg, target_avg)
-                self.closes.extend(_close(p, PHANTOM_REASON) for p in rows)
+                self.closes.extend(_close(r, PHANTOM_REASON) for r in rows)
             return
         assert target_avg is not None  # a non-zero total has an average
         side = PositionSide.LONG if target > 0 else PositionSide.SHORT
@@ -162,7 +197,7 @@ class _Builder:
             self.inserts.append(Insert(symbol, side, abs(target), target_avg))
             return
         keeper = rows[0] if len(rows) == 1 else _keeper(symbol, rows)
-        folded = len(rows) > 1 or keeper.symbol != symbol
+        folded = len(rows) > 1 or keeper[1] != symbol
         if net != 0 and (net > 0) != (target > 0):
             kind: ChangeKind | None = ChangeKind.SIDE
         elif net != target:
@@ -174,14 +209,14 @@ class _Builder:
         else:
             kind = None
         if folded:
-            self.folds.append(Fold(symbol, FoldSource.BOOK, tuple(p.symbol for p in rows), net))
-            self.closes.extend(_close(p, duplicate_reason(symbol)) for p in rows if p is not keeper)
+            self.folds.append(Fold(symbol, FoldSource.BOOK, tuple(r[1] for r in rows), net))
+            self.closes.extend(_close(r, duplicate_reason(symbol)) for r in rows if r is not keeper)
         if kind is not None:
             self._change(kind, symbol, net, target, book_avg, target_avg)
         # A broker that reports no average price (0) never overwrites ours.
-        avg = target_avg if target_avg > 0 else (book_avg or keeper.avg_entry_price)
-        if keeper.side is side:
-            self.updates.append(Update(keeper.position_id, side, keeper.quantity, symbol, abs(target), avg))
+        avg = target_avg if target_avg > 0 else (book_avg or keeper[4])
+        if keeper[2] == (side is PositionSide.LONG):
+            self.updates.append(Update(keeper[0], side, keeper[3], symbol, abs(target), avg))
         else:
             self.closes.append(_close(keeper, SIDE_REASON))
             self.inserts.append(Insert(symbol, side, abs(target), avg))
@@ -199,10 +234,14 @@ class _Builder:
         self.changes.append(Change(kind, symbol, book, broker, book_avg, broker_avg, lot))
 
 
-def _keeper(symbol: str, rows: list[Position]) -> Position:
+def _signed(row: BookRow) -> Decimal:
+    return row[3] if row[2] else -row[3]
+
+
+def _keeper(symbol: str, rows: list[BookRow]) -> BookRow:
     """The row that stays open when several are folded: the canonically spelled one, else the oldest."""
-    return next((p for p in rows if p.symbol == symbol), None) or min(rows, key=lambda p: p.position_id)
+    return next((r for r in rows if r[1] == symbol), None) or min(rows, key=lambda r: r[0])
 
 
-def _close(p: Position, reason: str) -> Close:
-    return Close(p.position_id, p.symbol, p.side, p.quantity, reason)
+def _close(row: BookRow, reason: str) -> Close:
+    return Close(row[0], row[1], PositionSide.LONG if row[2] else PositionSide.SHORT, row[3], reason)

@@ -27,13 +27,14 @@ from catalyst_mcp.config import SyncSettings
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import Market, OrderRole, OrderStatus
 from catalyst_mcp.domain.errors import CatalystError
-from catalyst_mcp.domain.models import BrokerOrder, BrokerPosition
+from catalyst_mcp.domain.models import BrokerOrder
 from catalyst_mcp.domain.records import OrderRecord
 from catalyst_mcp.markets.lots import lot_lookup
 from catalyst_mcp.ports import Broker, Clock
 from catalyst_mcp.reconcile.describe import describe_changes, describe_rest, plan_json
-from catalyst_mcp.reconcile.diff import diff, looks_like_outage
+from catalyst_mcp.reconcile.diff import diff_sides, looks_like_outage
 from catalyst_mcp.reconcile.plan import ChangeKind, InFlight, SyncPlan
+from catalyst_mcp.reconcile.sides import BrokerSide, broker_side
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.booking import Booking, has_news
 from catalyst_mcp.services.protection import Protection
@@ -63,20 +64,21 @@ class SyncResult:
 
 @dataclass(frozen=True, slots=True)
 class BrokerView:
-    positions: list[BrokerPosition]
+    positions: BrokerSide  # keyed by canonical symbol as the snapshot was read
     latest: dict[str, BrokerOrder | None]  # what the broker says of each working order of ours (None: unknown)
     moving: frozenset[str]  # client ids of orders whose state changed between the two reads
 
 
-async def read_broker(broker: Broker, working: list[OrderRecord]) -> BrokerView:
-    """The broker's view around its positions; any failed call raises."""
+async def read_broker(broker: Broker, working: list[OrderRecord], market: Market) -> BrokerView:
+    """The broker's view around its positions; any failed call raises. The positions are keyed by canonical
+    symbol as they are read (normalised once, here), and the snapshot itself is not kept."""
     first = {o.client_order_id: o for o in await broker.get_open_orders()}
     latest: dict[str, BrokerOrder | None] = {}
     for order in working:
         latest[order.client_order_id] = first.get(order.client_order_id) or await broker.get_order_by_client_id(
             order.client_order_id
         )
-    positions = await broker.get_positions()
+    positions = broker_side(market, await broker.get_positions())
     second = {o.client_order_id: o for o in await broker.get_open_orders()}
     moving: set[str] = set()
     for coid, before in first.items():
@@ -144,7 +146,7 @@ class SyncService:
         async with self.lane.hold() as conn:
             working = await orders.working(conn, self.market)
             try:
-                view = await read_broker(self.broker, working)
+                view = await read_broker(self.broker, working, self.market)
             except CatalystError as exc:
                 reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
                 return await run.refuse(conn, reason)
@@ -166,6 +168,9 @@ class SyncService:
                 return await run.refuse(conn, str(exc), refreshed)
             if result.changes_made:
                 moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
+                if moved:  # only symbols with protective legs working have anything to refit: one read finds them
+                    legs = {o.symbol for o in await orders.working(conn, self.market) if o.role.is_leg}
+                    moved &= legs
                 await self.protection.refit_after_sync(conn, moved, caller, tool=TOOL)
             for symbol in sorted({o.symbol for o in ended}):  # after any refit: protects only what is left bare
                 await self.protection.protect_if_bare(conn, symbol, caller, tool=TOOL)
@@ -188,13 +193,13 @@ class _Run:
         self.cycle_id, self.caller = cycle_id, caller
 
     async def reconcile(
-        self, conn: Conn, snapshot: list[BrokerPosition], flying: list[InFlight], refreshed: list[str]
+        self, conn: Conn, snapshot: BrokerSide, flying: list[InFlight], refreshed: list[str]
     ) -> SyncResult:
         svc, market = self.svc, self.svc.market
         now = svc.clock.now()
         async with transaction(conn):
-            held = await book.open_positions(conn, market)
-            plan = diff(
+            held = await book.open_side(conn, market, known=snapshot.first)
+            plan = diff_sides(
                 held,
                 snapshot,
                 flying,

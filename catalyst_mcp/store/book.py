@@ -10,8 +10,10 @@ abandoned rather than overwrite someone else's change.
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import cast
 
 import asyncpg
 
@@ -19,6 +21,7 @@ from catalyst_mcp.domain.enums import Market, PositionSide, Side
 from catalyst_mcp.domain.errors import TemporaryFailure
 from catalyst_mcp.domain.models import Fill, Position
 from catalyst_mcp.reconcile.plan import SyncPlan
+from catalyst_mcp.reconcile.sides import BookRow, BookSide, book_side
 from catalyst_mcp.store.db import Conn
 
 TABLES = ("positions",)  # book_versions rows are kept: one per market
@@ -50,6 +53,28 @@ async def open_positions(conn: Conn, market: Market) -> list[Position]:
     )
     long_, short = PositionSide.LONG, PositionSide.SHORT
     return [Position(r[0], r[1], long_ if r[2] == "long" else short, r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+
+# Rows per round trip of the book's read for a sync: the rows in flight at once stay bounded.
+SYNC_READ_CHUNK = 5_000
+
+
+async def open_side(conn: Conn, market: Market, known: Container[str] = ()) -> BookSide:
+    """The open positions in the shape the diff needs, keyed by canonical symbol as the rows arrive: one
+    statement read through a cursor in chunks (so the whole answer is never held twice), inside the
+    caller's transaction. ``known``: symbols known to be canonical, not normalised again."""
+    side = BookSide()
+    cursor = await conn.cursor(
+        """SELECT position_id, symbol, side = 'long', quantity, avg_entry_price
+           FROM positions WHERE market = $1 AND status = 'open'""",
+        market.value,
+    )
+    while chunk := await cursor.fetch(SYNC_READ_CHUNK):
+        rows = cast("Iterable[BookRow]", map(tuple, chunk))  # the five columns above, in order
+        book_side(market, rows, into=side, known=known)
+        if len(chunk) < SYNC_READ_CHUNK:
+            break
+    return side
 
 
 async def position_of(conn: Conn, market: Market, symbol: str) -> Position | None:
