@@ -13,45 +13,29 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import asyncpg
 
-from catalyst_mcp.brokers.simulated import SimExchange, reset_simulation
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.enums import BrokerKind, BrokerMode
 from catalyst_mcp.domain.errors import OperatorNeeded
 from catalyst_mcp.markets.clocks import SystemClock
 from catalyst_mcp.markets.profiles import MarketProfile, profile_for
-from catalyst_mcp.ports import Broker, Clock, MarketData
-from catalyst_mcp.services.approval import ApprovalService
-from catalyst_mcp.services.audit import AuditService, Caller
-from catalyst_mcp.services.booking import Booking
-from catalyst_mcp.services.closing import ClosingService
-from catalyst_mcp.services.cycles import CycleService
-from catalyst_mcp.services.directives import DirectiveService
-from catalyst_mcp.services.execution import ExecutionService
-from catalyst_mcp.services.halting import Halting
-from catalyst_mcp.services.monitor import MonitorPolicy, MonitorService
-from catalyst_mcp.services.orders import OrderService
-from catalyst_mcp.services.portfolio import PortfolioService
-from catalyst_mcp.services.protection import Protection
-from catalyst_mcp.services.reading import SnapshotReader
-from catalyst_mcp.services.suite import Services
-from catalyst_mcp.services.supervision import SupervisionService
-from catalyst_mcp.services.sync import SyncService
-from catalyst_mcp.services.technicals import TechnicalsService
-from catalyst_mcp.services.workflow import WorkflowService
-from catalyst_mcp.signals.exits import DEFAULT_EXIT_THRESHOLDS, Strength
-from catalyst_mcp.store.audit import AuditEntry
-from catalyst_mcp.store.calendar_cache import warm_calendar
-from catalyst_mcp.store.changes import PgChanges
 from catalyst_mcp.store.db import Database, connect, create_pool
 from catalyst_mcp.store.embedded import default_data_dir, ensure_embedded_postgres, needs_restart
-from catalyst_mcp.store.lane import Lane
 from catalyst_mcp.store.migrate import apply_migrations
-from catalyst_mcp.store.tokens import TokenFile
-from catalyst_mcp.store.wipe import wipe_book
+
+if TYPE_CHECKING:
+    from catalyst_mcp.ports import Broker, Clock, MarketData
+    from catalyst_mcp.services.monitor import MonitorPolicy, MonitorService
+    from catalyst_mcp.services.suite import Services
+    from catalyst_mcp.store.lane import Lane
+    from catalyst_mcp.store.tokens import TokenFile
+
+# The opening of the store (the pool, the migrations) needs only the modules above, so it can run while the rest
+# is still being imported (docs/adr/0010-startup.md); the adapters and services are imported where they are built.
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +106,19 @@ async def open_store(settings: Settings, *, max_size: int = 10) -> AsyncIterator
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
-    """Open the store and the adapters named by the settings; close them on exit."""
+async def open_runtime(
+    settings: Settings, *, clock: Clock | None = None, store: tuple[asyncpg.Pool, str] | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the store and the adapters named by the settings; close them on exit. ``store``: a migrated pool
+    and its URI opened by the caller (``open_store``), who closes it."""
+    from catalyst_mcp.store.calendar_cache import warm_calendar
+    from catalyst_mcp.store.lane import Lane
+
     wall = clock or SystemClock()
     profile = profile_for(settings.market)
     cache_dir = (settings.data_dir or default_data_dir()) / "cache"
-    async with open_store(settings) as (pool, uri), AsyncExitStack() as stack:
+    async with AsyncExitStack() as stack:
+        pool, uri = store if store is not None else await stack.enter_async_context(open_store(settings))
         # After the store: a data dir that cannot be used is reported once, by the database's start.
         await anyio.to_thread.run_sync(warm_calendar, profile, cache_dir)
         lane = Lane(profile.market, functools.partial(connect, uri), wait_seconds=settings.lane_wait_seconds)
@@ -147,6 +138,8 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
 
             broker, market_data = await stack.enter_async_context(open_moomoo_lazily(settings, profile, wall))
         else:
+            from catalyst_mcp.brokers.simulated import SimExchange
+
             # The simulated exchange is a venue of its own: its own small pool, never the request pool.
             sim_pool = await create_pool(uri, min_size=1, max_size=4, guarded=True)
             stack.push_async_callback(sim_pool.close)
@@ -164,6 +157,25 @@ async def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Asy
 def assemble(rt: Runtime) -> Services:
     """The services over the opened parts: each receives exactly the ports, store handles and other services
     it uses."""
+    from catalyst_mcp.services.approval import ApprovalService
+    from catalyst_mcp.services.audit import AuditService
+    from catalyst_mcp.services.booking import Booking
+    from catalyst_mcp.services.closing import ClosingService
+    from catalyst_mcp.services.cycles import CycleService
+    from catalyst_mcp.services.directives import DirectiveService
+    from catalyst_mcp.services.execution import ExecutionService
+    from catalyst_mcp.services.halting import Halting
+    from catalyst_mcp.services.orders import OrderService
+    from catalyst_mcp.services.portfolio import PortfolioService
+    from catalyst_mcp.services.protection import Protection
+    from catalyst_mcp.services.reading import SnapshotReader
+    from catalyst_mcp.services.suite import Services
+    from catalyst_mcp.services.supervision import SupervisionService
+    from catalyst_mcp.services.sync import SyncService
+    from catalyst_mcp.services.technicals import TechnicalsService
+    from catalyst_mcp.services.workflow import WorkflowService
+    from catalyst_mcp.store.changes import PgChanges
+
     settings, market, clock, broker, data = rt.settings, rt.profile.market, rt.clock, rt.broker, rt.market_data
     db = Database(rt.pool)
     idle_after = timedelta(seconds=settings.abandon_after_seconds)
@@ -222,6 +234,10 @@ async def reset_everything(settings: Settings, by: str) -> int:
     """Wipe the simulated exchange and the book in one transaction (``catalyst-mcp reset``); the audit trail is
     kept (archived) and the trading state untouched. Refused unless the broker is the simulated exchange.
     Returns how many audit rows were archived."""
+    from catalyst_mcp.brokers.simulated import reset_simulation
+    from catalyst_mcp.store.audit import AuditEntry
+    from catalyst_mcp.store.wipe import wipe_book
+
     if settings.broker is not BrokerKind.SIM:
         raise OperatorNeeded(
             f"reset wipes the simulated exchange and the book; this configuration trades on {settings.broker.value}:"
@@ -239,6 +255,8 @@ def tokens_path(settings: Settings) -> pathlib.Path:
 
 
 def open_grants(settings: Settings) -> TokenFile:
+    from catalyst_mcp.store.tokens import TokenFile
+
     return TokenFile(tokens_path(settings))
 
 
@@ -250,6 +268,9 @@ def monitor_settings(settings: Settings) -> Settings:
 
 def monitor_policy(settings: Settings) -> MonitorPolicy:
     """The monitor's policy: ``CATALYST_MONITOR__…`` over the market's default exit thresholds."""
+    from catalyst_mcp.services.monitor import MonitorPolicy
+    from catalyst_mcp.signals.exits import DEFAULT_EXIT_THRESHOLDS, Strength
+
     chosen = settings.monitor
     overrides = {
         name: value
@@ -277,6 +298,9 @@ def monitor_policy(settings: Settings) -> MonitorPolicy:
 
 def build_monitor(rt: Runtime, services: Services) -> MonitorService:
     """The monitor over a runtime opened with ``monitor_settings``."""
+    from catalyst_mcp.services.audit import Caller
+    from catalyst_mcp.services.monitor import MonitorService
+
     return MonitorService(
         db=Database(rt.pool),
         clock=rt.clock,

@@ -91,12 +91,9 @@ def serve(
 
         _run(lambda: serve_http(settings, host, port))
         return
-    from catalyst_mcp.server.app import build_server
-    from catalyst_mcp.server.stdio import run_stdio
+    from catalyst_mcp.server.stdio import serve_stdio  # answers the handshake before the rest is imported
 
-    server = build_server(settings)
-    configure_logging(settings.log_level)  # MCPServer configures logging at construction; take it back
-    _run(lambda: run_stdio(server))
+    _run(lambda: serve_stdio(settings))
 
 
 @app.command()

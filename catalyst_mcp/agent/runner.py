@@ -75,6 +75,9 @@ async def run_agent(
                 assert url is not None
                 target = await _http(stack, url, token, refused)
             session = await stack.enter_async_context(Client(target, mode=protocol, read_timeout_seconds=call_timeout))
+            # A stdio server answers the handshake while it is still starting (docs/adr/0010-startup.md): the
+            # first request that needs it started tells whether it did.
+            await session.list_tools()
             connected = True
             if on_connected is not None:
                 on_connected()

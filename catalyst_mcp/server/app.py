@@ -26,15 +26,9 @@ from catalyst_mcp.server import (
 )
 from catalyst_mcp.server.access import AuditCalls, GrantVerifier, RoleGate
 from catalyst_mcp.server.feed import ChangeFeed
+from catalyst_mcp.server.front import INSTRUCTIONS, NAME
 from catalyst_mcp.server.toolkit import Serving, ToolSpec, build
 from catalyst_mcp.server.validation import StrictArguments, arguments_model
-
-INSTRUCTIONS = """Catalyst MCP trades equities through risk-checked tools. Call them in this order:
-start_cycle → get_portfolio → scan_market → get_quote → check_risk → execute_trade → log_decision
-→ complete_cycle.
-Pass the cycle_id from start_cycle to every later call. No order is sent without an approval from check_risk;
-execute_trade takes only that approval_id. Money and quantities are decimal strings. workflow_status shows
-where every agent's cycle is."""
 
 SPECS: tuple[ToolSpec, ...] = (
     *tools_cycle.TOOLS,
@@ -66,7 +60,7 @@ def build_server(
                 yield Serving(services, feed.cache, default_role)
 
     server: MCPServer[Serving] = MCPServer(
-        "catalyst-mcp",
+        NAME,
         version=__version__,
         instructions=INSTRUCTIONS,
         lifespan=lifespan,

@@ -44,10 +44,14 @@ async def apply_migrations(
 ) -> list[str]:
     """Apply the migrations of ``directory`` not yet recorded, each in its own transaction.
 
-    Returns the file names newly applied. Several processes may call this at once: an advisory lock
-    serialises them. Raises ``OperatorNeeded`` if an applied file has changed or a migration fails.
+    Returns the file names newly applied. A database that is up to date (every migration recorded with its
+    checksum, nothing else) is recognised with one query and no lock: what every start but the first finds.
+    Otherwise several processes may call this at once: an advisory lock serialises them. Raises
+    ``OperatorNeeded`` if an applied file has changed or a migration fails.
     """
     migrations = await anyio.to_thread.run_sync(_load_migrations, directory or MIGRATIONS_DIR)
+    if await _up_to_date(conn, migrations):
+        return []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
         await conn.execute(_CREATE_TABLE)
@@ -70,6 +74,20 @@ async def apply_migrations(
     finally:
         if not conn.is_closed():
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+
+
+async def _up_to_date(conn: asyncpg.Connection | PoolConnectionProxy, migrations: list[_Migration]) -> bool:
+    """Whether the recorded migrations are exactly ``migrations``, checksums included: one read, no lock. Rows
+    commit with their migration's DDL, so a migrator still at work elsewhere shows as not up to date (and the
+    locked path waits for it)."""
+    if conn.is_in_transaction():  # a missing table would abort the caller's transaction
+        return False
+    try:
+        rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    except asyncpg.UndefinedTableError:  # a new database
+        return False
+    recorded = {row["version"]: row["checksum"] for row in rows}
+    return recorded == {migration.version: migration.checksum for migration in migrations}
 
 
 async def _apply_one(conn: asyncpg.Connection | PoolConnectionProxy, migration: _Migration) -> None:
