@@ -1,12 +1,14 @@
 """Throughput of workflow_status next to a no-op tool over streamable HTTP with 1, 8 and 32 concurrent
-clients, and the latency from a phase change on one server process to a subscriber on another.
+clients, first with 2 agents' cycles (both protocol eras), then with 8 (the client's default era), and the
+latency from a phase change on one server process to a subscriber on another.
 
     .venv/bin/python bench/status.py [--seconds 3] [--cycles 25]
 
 It starts its own embedded PostgreSQL in a temporary directory and two server processes on it (this script in
 ``--serve`` mode: the product server plus a bench-only no-op tool), and removes everything afterwards. Prints
 a table and ends with one machine-readable line: ``summary: status_rps_32=… noop_rps_32=… ratio_32=…
-notify_p50_ms=…``.
+ratio_32_8agents=… bytes_8agents=… notify_p50_ms=…`` (ratio = workflow_status throughput ÷ no-op throughput at
+32 clients in the client's default era).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from catalyst_mcp.logs import configure_logging
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
 
 CONCURRENCY = (1, 8, 32)
+MANY_AGENTS = 8  # the second round: workflow_status with this many agents' cycles
 WARM_UP_S = 0.3
 ROUNDS = 4
 TOOLS = ("noop", "workflow_status")
@@ -100,10 +103,10 @@ async def raw_call(client: Client, tool: str) -> None:
         raise RuntimeError(f"{tool} failed: {result.content}")
 
 
-async def seed(url: str, agents: int) -> int:
+async def seed(url: str, agents: range) -> int:
     """Agents with completed and active cycles, some phases each; returns the size of workflow_status."""
     async with Client(url) as client:
-        for i in range(agents):
+        for i in agents:
             cycle_id = (await call(client, "start_cycle", agent_id=f"agent{i}"))["cycle_id"]
             await call(client, "get_portfolio", cycle_id=cycle_id)
             await call(client, "scan_market", cycle_id=cycle_id, limit=3)
@@ -212,31 +215,40 @@ async def run(seconds: float, cycles: int, agents: int) -> None:
         procs.append(first)
         second, second_url = start_server(database_url)
         procs.append(second)
-        size = await seed(first_url, agents)
-        print(f"workflow_status answers with {agents} agents' cycles: {size} bytes of JSON")
-        print(f"{'protocol':<9} {'clients':>7}  {'tool':<16} {'calls':>7} {'rps':>8} {'p50 ms':>8} {'p90 ms':>8}")
-        rps: dict[tuple[str, str, int], float] = {}
-        for era, mode in ERAS:
-            for clients in CONCURRENCY:
-                load = await throughput(first_url, mode, clients, seconds)
-                for tool in TOOLS:
-                    lat = load.latencies[tool]
-                    rps[(era, tool, clients)] = rate = len(lat) / load.seconds[tool]
-                    print(
-                        f"{era:<9} {clients:>7}  {tool:<16} {len(lat):>7} {rate:>8.0f} "
-                        f"{pct(lat, 50):>8.2f} {pct(lat, 90):>8.2f}"
-                    )
-                ratio = rps[(era, "workflow_status", clients)] / rps[(era, "noop", clients)]
-                print(f"{era:<9} {clients:>7}  {'status / noop':<16} {'':>7} {ratio:>8.2f}")
+        print(f"{'agents':>6} {'protocol':<9} {'clients':>7}  {'tool':<16} {'calls':>7} {'rps':>8}", end=" ")
+        print(f"{'p50 ms':>8} {'p90 ms':>8}")
+        rps: dict[tuple[int, str, str, int], float] = {}
+        sizes: dict[int, int] = {}
+        seeded = 0
+        for count, eras in ((agents, ERAS), (MANY_AGENTS, ERAS[:1])):
+            sizes[count] = await seed(first_url, range(seeded, count))
+            seeded = count
+            for era, mode in eras:
+                for clients in CONCURRENCY:
+                    load = await throughput(first_url, mode, clients, seconds)
+                    for tool in TOOLS:
+                        lat = load.latencies[tool]
+                        rps[(count, era, tool, clients)] = rate = len(lat) / load.seconds[tool]
+                        print(
+                            f"{count:>6} {era:<9} {clients:>7}  {tool:<16} {len(lat):>7} {rate:>8.0f} "
+                            f"{pct(lat, 50):>8.2f} {pct(lat, 90):>8.2f}"
+                        )
+                    ratio = rps[(count, era, "workflow_status", clients)] / rps[(count, era, "noop", clients)]
+                    print(f"{count:>6} {era:<9} {clients:>7}  {'status / noop':<16} {'':>7} {ratio:>8.2f}")
+        for count, size in sizes.items():
+            print(f"workflow_status answers with {count} agents' cycles: {size} bytes of JSON")
 
         latencies = await notify_latency(first_url, second_url, database_url, cycles)
         print(
             f"notification latency, phase change on one server to a subscriber on the other: n={len(latencies)} "
             f"p50={pct(latencies, 50):.2f} ms p90={pct(latencies, 90):.2f} ms max={max(latencies):.2f} ms"
         )
-        status_32, noop_32 = rps[(ERAS[0][0], "workflow_status", 32)], rps[(ERAS[0][0], "noop", 32)]
+        era = ERAS[0][0]
+        status_32, noop_32 = rps[(agents, era, "workflow_status", 32)], rps[(agents, era, "noop", 32)]
+        many_32 = rps[(MANY_AGENTS, era, "workflow_status", 32)] / rps[(MANY_AGENTS, era, "noop", 32)]
         print(
             f"summary: status_rps_32={status_32:.0f} noop_rps_32={noop_32:.0f} ratio_32={status_32 / noop_32:.2f} "
+            f"ratio_32_{MANY_AGENTS}agents={many_32:.2f} bytes_{MANY_AGENTS}agents={sizes[MANY_AGENTS]} "
             f"notify_p50_ms={pct(latencies, 50):.2f}"
         )
     finally:
@@ -252,7 +264,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per tool and concurrency")
     parser.add_argument("--cycles", type=int, default=25, help="cycles (six phase changes each) for the latency")
-    parser.add_argument("--agents", type=int, default=2, help="agents whose cycles workflow_status returns")
+    parser.add_argument("--agents", type=int, default=2, help="agents of the first round (the second has 8)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -237,7 +237,8 @@ def execute_out(
     )
 
 
-def cycle_status_out(view: CycleView) -> m.CycleStatusOut:
+def cycle_status_out(view: CycleView, *, phases: bool = True) -> m.CycleStatusOut:
+    """A cycle's status; without ``phases`` its phase list is left out (current_phase and progress remain)."""
     return m.CycleStatusOut(
         cycle_id=view.cycle_id,
         agent_id=view.agent_id,
@@ -257,7 +258,9 @@ def cycle_status_out(view: CycleView) -> m.CycleStatusOut:
                 detail=p.detail,
             )
             for p in view.phases
-        ],
+        ]
+        if phases
+        else None,
         progress=view.progress,
     )
 
@@ -283,13 +286,16 @@ def agent_out(view: AgentView) -> m.AgentOut:
     )
 
 
-def status_out(view: StatusView) -> m.StatusOut:
+def status_out(view: StatusView, *, phases: bool = True) -> m.StatusOut:
+    """workflow_status's answer; without ``phases`` (a listing of every agent) the cycles' phase lists are left
+    out, so the answer grows by a few hundred bytes per agent."""
     return m.StatusOut(
         broker_mode=view.broker_mode,
         trading_state=view.trading_state,
-        cycles=[cycle_status_out(c) for c in view.cycles],
+        cycles=[cycle_status_out(c, phases=phases) for c in view.cycles],
         agents=[agent_out(a) for a in view.agents],
         monitor=monitor_out(view.monitor) if view.monitor is not None else None,
+        next_cursor=view.next_cursor,
     )
 
 
@@ -322,6 +328,7 @@ def list_cycles_out(view: StatusView) -> m.ListCyclesOut:
         broker_mode=view.broker_mode,
         trading_state=view.trading_state,
         cycles=[cycle_out(c) for c in view.cycles],
+        next_cursor=view.next_cursor,
     )
 
 

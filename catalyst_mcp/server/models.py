@@ -243,13 +243,22 @@ class DecisionOut(Out):
     decision_id: int
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# A phase's times, duration and detail are left out until it has them: ten phases per cycle would otherwise
+# repeat the same nulls in every answer.
+_UNTIL_SET = Field(default=None, exclude_if=_absent)
+
+
 class PhaseOut(Out):
     name: Phase
     status: PhaseStatus
-    started_at: Utc | None
-    completed_at: Utc | None
-    duration_ms: int | None
-    detail: str | None
+    started_at: Utc | None = _UNTIL_SET
+    completed_at: Utc | None = _UNTIL_SET
+    duration_ms: int | None = _UNTIL_SET
+    detail: str | None = _UNTIL_SET
 
 
 class CycleStatusOut(Out):
@@ -261,7 +270,12 @@ class CycleStatusOut(Out):
     current_phase: Phase | None
     started_at: Utc
     updated_at: Utc
-    phases: list[PhaseOut]
+    phases: list[PhaseOut] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="the ten phases in order, when one cycle or one agent is asked for; a listing of every agent "
+        "leaves it out (current_phase and progress say where each cycle is)",
+    )
     progress: str
 
 
@@ -312,12 +326,16 @@ class StatusOut(Out):
     monitor: MonitorOut | None = Field(
         default=None, description="the position monitor (catalyst-mcp monitor) of this market, once one has run"
     )
+    next_cursor: str | None = Field(
+        default=None, description="pass as cursor for the next page of agents; null on the last page"
+    )
 
 
 class ListCyclesOut(Out):
     broker_mode: BrokerMode
     trading_state: TradingState
     cycles: list[CycleOut] = Field(description="newest first")
+    next_cursor: str | None = Field(default=None, description="pass as cursor for the next page; null on the last")
 
 
 class BookPositionOut(Out):

@@ -30,9 +30,10 @@ from pydantic import ValidationError
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.server import mapping
 from catalyst_mcp.server.feed import CURRENT, POSITIONS, RISK_LIMITS, TRADING_STATE, ChangeBus, ChangeFeed, ReadCache
-from catalyst_mcp.server.reads import cached_status
+from catalyst_mcp.server.reads import cached_status, cached_text
 from catalyst_mcp.server.sdk import connection_of, lowlevel_of
 from catalyst_mcp.server.toolkit import Serving, ToolSpec
+from catalyst_mcp.services.workflow import PAGE_MAX
 
 JSON = "application/json"
 
@@ -141,31 +142,44 @@ def register(server: MCPServer[Serving], feed: ChangeFeed) -> LegacySubscription
     @server.resource(CURRENT, name="current_cycles", mime_type=JSON)
     async def current_cycles() -> str:
         """The latest cycle of every agent with each agent's liveness: workflow_status() as a resource."""
-        [block] = (await cached_status(feed.cache, feed.require_services(), None, None)).content
+        [block] = (await cached_status(feed.cache, feed.require_services(), None, None, PAGE_MAX, None)).content
         assert isinstance(block, TextContent)
         return block.text
 
     @server.resource("catalyst://cycles/{cycle_id}", name="cycle", mime_type=JSON)
     async def cycle(cycle_id: str) -> str:
         """One cycle's status: its phases, progress bar and candidate passes."""
+        services = feed.require_services()
+
+        async def build() -> str:
+            view = await services.workflow.status(cycle_id, None)
+            return mapping.cycle_out(view.cycles[0]).model_dump_json()
+
         try:
-            view = await feed.require_services().workflow.status(cycle_id, None)
+            return await cached_text(feed.cache, services, ("cycle", cycle_id), build)
         except CatalystError as exc:
             raise ResourceNotFoundError(str(exc)) from None
-        return mapping.cycle_out(view.cycles[0]).model_dump_json()
 
     @server.resource(POSITIONS, name="positions", mime_type=JSON)
     async def positions() -> str:
         """The open positions of the book in PostgreSQL (not marked to market)."""
         services = feed.require_services()
-        book = await services.portfolio.book()
-        return mapping.positions_out(services.profile.market, services.clock.now(), book).model_dump_json()
+
+        async def build() -> str:
+            book = await services.portfolio.book()
+            return mapping.positions_out(services.profile.market, services.clock.now(), book).model_dump_json()
+
+        return await cached_text(feed.cache, services, POSITIONS, build)
 
     @server.resource(TRADING_STATE, name="trading_state", mime_type=JSON)
     async def trading_state() -> str:
         """The trading state (active, reducing, halted), why and since when."""
-        state = await feed.require_services().workflow.trading_state()
-        return mapping.trading_state_out(state).model_dump_json()
+        services = feed.require_services()
+
+        async def build() -> str:
+            return mapping.trading_state_out(await services.workflow.trading_state()).model_dump_json()
+
+        return await cached_text(feed.cache, services, TRADING_STATE, build)
 
     @server.resource(RISK_LIMITS, name="risk_limits", mime_type=JSON)
     async def risk_limits() -> str:

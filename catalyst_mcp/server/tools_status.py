@@ -8,21 +8,27 @@ from typing import Annotated
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from catalyst_mcp.server import mapping
 from catalyst_mcp.server import models as m
-from catalyst_mcp.server.reads import cached_status
+from catalyst_mcp.server.reads import cached_history, cached_status
 from catalyst_mcp.server.toolkit import READ_ONLY_LOCAL, CallArg, CycleIdArg, tool
+from catalyst_mcp.services.workflow import PAGE_MAX
 
 AgentIdArg = Annotated[str, Field(max_length=64, description="an agent's id, e.g. catalyst_agent")]
+CursorArg = Annotated[str, Field(max_length=200, description="the next_cursor of the previous page")]
 
 
 @tool(READ_ONLY_LOCAL)
 async def workflow_status(
-    call: CallArg, cycle_id: CycleIdArg | None = None, agent_id: AgentIdArg | None = None
+    call: CallArg,
+    cycle_id: CycleIdArg | None = None,
+    agent_id: AgentIdArg | None = None,
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX, description="agents per page")] = 20,
+    cursor: CursorArg | None = None,
 ) -> Annotated[CallToolResult, m.StatusOut]:
-    """Where each agent's cycle is: the one cycle asked for, else the latest cycle of every agent, with
-    each agent's liveness, the broker mode (paper or live) and the trading state."""
-    return await cached_status(call.cache, call.services, cycle_id, agent_id)
+    """Where each agent's cycle is: the one cycle asked for, else the latest cycle of each agent (a page of
+    agents by id; next_cursor fetches the next), with each agent's liveness, the broker mode (paper or live)
+    and the trading state. A phase's times and detail appear once it has them."""
+    return await cached_status(call.cache, call.services, cycle_id, agent_id, limit, cursor)
 
 
 @tool(READ_ONLY_LOCAL)
@@ -31,11 +37,13 @@ async def list_cycles(
     agent_id: AgentIdArg | None = None,
     since: Annotated[datetime, Field(description="ISO-8601 time; cycles started at or after it")] | None = None,
     limit: Annotated[int, Field(ge=1, le=200)] = 20,
-) -> m.ListCyclesOut:
-    """Cycle history, newest first: optionally one agent's, started at or after `since`."""
+    cursor: CursorArg | None = None,
+) -> Annotated[CallToolResult, m.ListCyclesOut]:
+    """Cycle history, newest first: optionally one agent's, started at or after `since`; next_cursor fetches
+    the next page."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a time without an offset is read as UTC
-    return mapping.list_cycles_out(await call.services.workflow.history(agent_id, since, limit))
+    return await cached_history(call.cache, call.services, agent_id, since, limit, cursor)
 
 
 TOOLS = (workflow_status, list_cycles)

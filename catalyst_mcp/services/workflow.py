@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,6 +73,28 @@ class StatusView:
     cycles: tuple[CycleView, ...]
     agents: tuple[AgentView, ...] = ()
     monitor: MonitorView | None = None  # the market's position monitor, once one has run
+    next_cursor: str | None = None  # where the next page starts; None on the last page
+
+
+PAGE_MAX = 100
+_AGENTS, _CYCLES = "a", "c"
+
+
+def cursor_of(kind: str, value: str) -> str:
+    """An opaque cursor: where the next page of a listing starts."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def cursor_value(kind: str, cursor: str) -> str:
+    """The position a cursor of this listing names; a cursor from elsewhere (or none at all) is refused."""
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    found, sep, value = decoded.partition(":")
+    if found != kind or not sep or not value:
+        raise InvalidInput(f"malformed cursor {shown(cursor)}: pass the next_cursor of the previous page")
+    return value
 
 
 def effective_state(cycle: CycleRecord, now: datetime, idle_after: timedelta) -> CycleState:
@@ -200,12 +223,16 @@ class WorkflowService:
         named = f" {active.cycle_id}" if active is not None else ""
         return Conflict(f"agent {agent_id} already has an active cycle{named}: complete it first")
 
-    async def status(self, cycle_id: str | None, agent_id: str | None) -> StatusView:
-        """One cycle when asked for, else the latest cycle of every agent (optionally one agent), with the
-        liveness of those agents. Reads only."""
+    async def status(
+        self, cycle_id: str | None, agent_id: str | None, limit: int = PAGE_MAX, cursor: str | None = None
+    ) -> StatusView:
+        """One cycle when asked for, else a page of agents (by id; optionally one agent), each with its latest
+        cycle and liveness; ``next_cursor`` says where the next page starts. Reads only."""
         if cycle_id is not None:
             check_cycle_id(cycle_id)
+        after = None if cursor is None else cursor_value(_AGENTS, cursor)
         now, window = self.clock.now(), self.idle_after
+        more = False
         async with self.db.connection() as conn:
             if cycle_id is not None:
                 found = await cycles.get_cycle(conn, cycle_id)
@@ -213,13 +240,18 @@ class WorkflowService:
                     raise InvalidInput(f"unknown cycle {cycle_id}")
                 listed = [found]
             else:
-                listed = await cycles.latest_cycles(conn, agent_id)
+                listed = await cycles.latest_cycles(conn, agent_id, after=after, limit=limit + 1)
+                more = len(listed) > limit
+                listed = listed[:limit]
             events = await cycles.cycle_events(conn, [c.cycle_id for c in listed])
             state = await trading_state.read(conn, self.market)
             if cycle_id is not None:
                 beats = await cycles.heartbeats(conn, [listed[0].agent_id])
             else:
-                beats = await cycles.heartbeats(conn, None if agent_id is None else [agent_id])
+                through = listed[-1].agent_id if more else None
+                beats = await cycles.heartbeats(
+                    conn, None if agent_id is None else [agent_id], after=after, through=through
+                )
             watching = await monitor_view(conn, self.market, now)
         return StatusView(
             broker_mode=self.broker_mode,
@@ -227,19 +259,29 @@ class WorkflowService:
             cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in listed),
             agents=tuple(agent_view(b, now, window) for b in beats),
             monitor=watching,
+            next_cursor=cursor_of(_AGENTS, listed[-1].agent_id) if more else None,
         )
 
-    async def history(self, agent_id: str | None, since: datetime | None, limit: int) -> StatusView:
-        """Cycles newest first (list_cycles), with the broker mode and trading state."""
+    async def history(
+        self, agent_id: str | None, since: datetime | None, limit: int, cursor: str | None = None
+    ) -> StatusView:
+        """A page of cycles newest first (list_cycles), with the broker mode and trading state."""
+        before = None if cursor is None else cursor_value(_CYCLES, cursor)
+        if before is not None and not before.isdigit():
+            raise InvalidInput(f"malformed cursor {shown(cursor or '')}: pass the next_cursor of the previous page")
         now, window = self.clock.now(), self.idle_after
         async with self.db.connection() as conn:
-            listed = await cycles.list_cycles(conn, agent_id, since, limit)
-            events = await cycles.cycle_events(conn, [c.cycle_id for c in listed])
+            rows = await cycles.list_cycles(
+                conn, agent_id, since, limit + 1, before=None if before is None else int(before)
+            )
+            page = rows[:limit]
+            events = await cycles.cycle_events(conn, [c.cycle_id for _, c in page])
             state = await trading_state.read(conn, self.market)
         return StatusView(
             broker_mode=self.broker_mode,
             trading_state=state.state,
-            cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for c in listed),
+            cycles=tuple(view_of(c, events[c.cycle_id], effective_state(c, now, window)) for _, c in page),
+            next_cursor=cursor_of(_CYCLES, str(page[-1][0])) if len(rows) > limit else None,
         )
 
     async def cycle_record(self, cycle_id: str) -> CycleRecordView:

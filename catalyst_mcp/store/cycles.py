@@ -91,28 +91,38 @@ async def get_cycle(conn: Conn, cycle_id: str) -> CycleRecord | None:
     return None if row is None else _cycle(row)
 
 
-async def latest_cycles(conn: Conn, agent_id: str | None) -> list[CycleRecord]:
-    """The latest cycle of every agent (or of one), ordered by agent."""
+async def latest_cycles(
+    conn: Conn, agent_id: str | None, *, after: str | None = None, limit: int | None = None
+) -> list[CycleRecord]:
+    """The latest cycle of every agent (or of one), ordered by agent: with ``after``, of the agents after that
+    one; with ``limit``, at most that many."""
     rows = await conn.fetch(
         f"""SELECT DISTINCT ON (agent_id) {_COLUMNS} FROM cycles
-            WHERE $1::text IS NULL OR agent_id = $1
-            ORDER BY agent_id, started_at DESC, seq DESC""",
+            WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::text IS NULL OR agent_id > $2)
+            ORDER BY agent_id, started_at DESC, seq DESC LIMIT $3""",
         agent_id,
+        after,
+        limit,
     )
     return [_cycle(r) for r in rows]
 
 
-async def list_cycles(conn: Conn, agent_id: str | None, since: datetime | None, limit: int) -> list[CycleRecord]:
-    """Cycles newest first, optionally of one agent and started at or after ``since``."""
+async def list_cycles(
+    conn: Conn, agent_id: str | None, since: datetime | None, limit: int, *, before: int | None = None
+) -> list[tuple[int, CycleRecord]]:
+    """Cycles newest first with their sequence numbers, optionally of one agent, started at or after
+    ``since``, and after (older than) the cycle numbered ``before`` in that order."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM cycles
+        f"""SELECT seq, {_COLUMNS} FROM cycles
             WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::timestamptz IS NULL OR started_at >= $2)
+              AND ($4::bigint IS NULL OR (started_at, seq) < (SELECT started_at, seq FROM cycles WHERE seq = $4))
             ORDER BY started_at DESC, seq DESC LIMIT $3""",
         agent_id,
         since,
         limit,
+        before,
     )
-    return [_cycle(r) for r in rows]
+    return [(r["seq"], _cycle(r)) for r in rows]
 
 
 async def cycle_events(conn: Conn, cycle_ids: Sequence[str]) -> dict[str, list[PhaseEvent]]:
@@ -175,12 +185,19 @@ async def abandon_idle(conn: Conn, idle_before: datetime) -> list[str]:
     return [r["cycle_id"] for r in rows]
 
 
-async def heartbeats(conn: Conn, agent_ids: Sequence[str] | None) -> list[Heartbeat]:
-    """Every agent's heartbeat (or those of ``agent_ids``), by agent."""
+async def heartbeats(
+    conn: Conn, agent_ids: Sequence[str] | None, *, after: str | None = None, through: str | None = None
+) -> list[Heartbeat]:
+    """Every agent's heartbeat (or those of ``agent_ids``), by agent; with ``after``/``through``, of the agents
+    in that range of ids only."""
     rows = await conn.fetch(
         """SELECT agent_id, market, last_seen_at, last_tool, cycle_id FROM agent_heartbeats
-           WHERE $1::text[] IS NULL OR agent_id = ANY($1::text[]) ORDER BY agent_id, market""",
+           WHERE ($1::text[] IS NULL OR agent_id = ANY($1::text[]))
+             AND ($2::text IS NULL OR agent_id > $2) AND ($3::text IS NULL OR agent_id <= $3)
+           ORDER BY agent_id, market""",
         None if agent_ids is None else list(agent_ids),
+        after,
+        through,
     )
     return [
         Heartbeat(r["agent_id"], Market(r["market"]), r["last_seen_at"], r["last_tool"], r["cycle_id"]) for r in rows

@@ -197,3 +197,83 @@ async def test_concurrent_starts_on_two_servers_leave_one_active_cycle(two_serve
             status = await call(clients[0], "workflow_status", agent_id="contender")
     assert sorted(outcomes) == [False, False, False, True]
     assert [c["status"] for c in status["cycles"]] == ["active"]
+
+
+ORDER = ["INIT", "PORTFOLIO", "SCAN", "ANALYZE", "DECIDE", "VALIDATE", "EXECUTE", "MONITOR", "LOG", "COMPLETE"]
+
+
+def place(phase: str | None) -> int:
+    """A phase's place in the cycle; a cycle not yet past its start has none (-1)."""
+    return -1 if phase is None else ORDER.index(phase)
+
+
+class Reads:
+    """Readers on one server, each reading one cached answer of one agent's cycle as fast as it can; every
+    read keeps when it started and the phase it showed."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+        self.seen: list[tuple[str, float, int]] = []
+        self.kinds: set[str] = set()
+        self.failures: list[str] = []
+
+    async def status(self, client: Client) -> int | None:
+        cycles = (await call(client, "workflow_status", agent_id=self.agent_id))["cycles"]
+        return None if not cycles else place(cycles[0]["current_phase"])
+
+    async def history(self, client: Client) -> int | None:
+        cycles = (await call(client, "list_cycles", agent_id=self.agent_id, limit=1))["cycles"]
+        return None if not cycles else place(cycles[0]["current_phase"])
+
+    async def resource(self, client: Client) -> int | None:
+        contents = (await client.read_resource(CURRENT)).contents
+        cycles = [c for c in json.loads(contents[0].text)["cycles"] if c["agent_id"] == self.agent_id]  # type: ignore[union-attr]
+        return None if not cycles else place(cycles[0]["current_phase"])
+
+    async def run(self, client: Client, kind: str) -> None:
+        read = {"status": self.status, "history": self.history, "resource": self.resource}[kind]
+        while True:
+            started = anyio.current_time()
+            try:
+                phase = await read(client)
+            except Exception as exc:  # reported by the test, not as a group of cancelled tasks
+                self.failures.append(f"{kind}: {exc!r}")
+                return
+            if phase is not None:
+                self.seen.append((kind, started, phase))
+                self.kinds.add(kind)
+
+
+async def test_cached_answers_are_never_older_than_a_change_announced_from_another_process(
+    two_servers: tuple[str, str], observers: list[Observer]
+) -> None:
+    """An agent walks a cycle on the second server while readers on the first keep workflow_status,
+    list_cycles and the current-cycles resource hot in its cache. Once the first server's observer has seen a
+    phase, no read started after that shows an earlier one: a notification from another process drops every
+    cached answer, and an answer built while a change arrived is not kept."""
+    legacy = observers[0]  # subscribed on the first server
+    reads = Reads("cachewalker")
+    firsts: dict[int, float] = {}  # phase -> when the observer first saw it
+    with anyio.fail_after(WAIT_S * 2):
+        async with AsyncExitStack() as stack:
+            readers = [await stack.enter_async_context(Client(two_servers[0])) for _ in range(6)]
+            agent = await stack.enter_async_context(Client(two_servers[1]))
+            async with anyio.create_task_group() as tg:
+                for i, reader in enumerate(readers):
+                    tg.start_soon(reads.run, reader, ("status", "history", "resource")[i % 3])
+                seen = legacy.notices
+                async for expected in cycle_steps(agent, reads.agent_id, "META"):
+                    seen, _ = await until_seen(legacy, reads.agent_id, expected, seen)
+                    firsts[ORDER.index(expected)] = anyio.current_time()
+                while reads.kinds != {"status", "history", "resource"} and not reads.failures:
+                    await anyio.wait_all_tasks_blocked()
+                tg.cancel_scope.cancel()
+    assert not reads.failures
+    stale = [
+        (kind, shown, ORDER[phase])
+        for kind, started, shown in reads.seen
+        for phase, at in firsts.items()
+        if started > at and shown < phase
+    ]
+    assert not stale, f"reads older than an announced change: {stale[:5]}"
+    assert len(reads.seen) > 3 * len(firsts), "the readers kept the cache busy throughout"

@@ -107,14 +107,14 @@ CONTRACT: dict[str, tuple[tuple[bool, bool, bool, bool], set[str], set[str], set
     ),
     "workflow_status": (
         (True, False, True, False),
-        {"cycle_id", "agent_id"},
+        {"cycle_id", "agent_id", "limit", "cursor"},
         set(),
         {"broker_mode", "trading_state", "cycles", "agents"},
     ),
     # added by later issues (the contract's "later" tools)
     "list_cycles": (
         (True, False, True, False),
-        {"agent_id", "since", "limit"},
+        {"agent_id", "since", "limit", "cursor"},
         set(),
         {"broker_mode", "trading_state", "cycles"},
     ),
@@ -348,7 +348,14 @@ async def test_a_running_cycle_shows_pending_phases_as_the_documented_progress_b
 
 async def test_workflow_status_on_a_fresh_database_lists_no_cycles_and_paper_mode(tools: Tools) -> None:
     status = await tools.ok("workflow_status", {})
-    assert status == {"broker_mode": "paper", "trading_state": "active", "cycles": [], "agents": [], "monitor": None}
+    assert {k: v for k, v in status.items() if k != "next_cursor"} == {
+        "broker_mode": "paper",
+        "trading_state": "active",
+        "cycles": [],
+        "agents": [],
+        "monitor": None,
+    }
+    assert status.get("next_cursor") is None
 
 
 async def test_workflow_status_without_arguments_shows_the_latest_cycle_of_every_agent(tools: Tools) -> None:

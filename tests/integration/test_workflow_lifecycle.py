@@ -294,5 +294,5 @@ async def test_list_cycles_declares_all_four_hints_and_an_output_schema(agent: A
     assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (True, False, True, False)
     assert listed.output_schema is not None
     assert {"broker_mode", "trading_state", "cycles"} <= set(listed.output_schema["properties"])
-    assert set(listed.input_schema["properties"]) == {"agent_id", "since", "limit"}
+    assert set(listed.input_schema["properties"]) == {"agent_id", "since", "limit", "cursor"}
     assert "agents" in (tools["workflow_status"].output_schema or {}).get("properties", {})
