@@ -4,9 +4,11 @@ streamable HTTP (a server process started by this script against a temporary emb
     .venv/bin/python bench/risk.py [--calls 300] [--warmup 30]
 
 Prints a table and ends with one machine-readable line:
-``summary: inproc_p50_ms=… http_p50_ms=… http_noop_p50_ms=… http_ratio=…`` (http_ratio = check_risk p50 over the
-no-op p50, both over HTTP with the client's default protocol, 2026-07-28; the legacy 2025-11-25 rows are for
-comparison). ``--serve`` is the server process's own entry point, not for direct use.
+``summary: inproc_p50_ms=… http_p50_ms=… http_noop_p50_ms=… http_ratio=… http_raw_ratio=…`` (http_ratio = check_risk
+p50 over the no-op p50, both over HTTP with the client's default protocol, 2026-07-28, through ``Client.call_tool``,
+which checks every result against the tool's output schema in pure Python; http_raw_ratio = the same without that
+client-side check, i.e. what the server and the transport cost. The legacy 2025-11-25 rows are for comparison).
+``--serve`` is the server process's own entry point, not for direct use.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import anyio
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolRequest, CallToolRequestParams, CallToolResult, ToolAnnotations
 from pydantic import BaseModel
 
 from catalyst_mcp.bootstrap import open_runtime
@@ -116,9 +118,28 @@ async def measure(client: Client, transport: str, calls: int, warmup: int) -> li
         assert not result.is_error, result.content
         return result
 
+    async def raw(name: str, arguments: dict[str, Any]) -> Any:
+        """The call without the client's own check of the result against the tool's output schema (pure-Python
+        jsonschema in this process): what the server and the transport cost."""
+        request = CallToolRequest(params=CallToolRequestParams(name=name, arguments=arguments))
+        result = await client.session.send_request(request, CallToolResult)
+        assert not result.is_error, result.content
+        return result
+
+    async def raw_check_risk() -> Any:
+        return await raw("check_risk", risk_args)
+
+    async def raw_noop() -> Any:
+        return await raw("noop", {})
+
     first = (await check_risk()).structured_content
     assert first["approved"] is True, f"the benchmarked order must be approvable: {first['reasons']}"
-    tools: dict[str, Callable[[], Awaitable[Any]]] = {"noop": call_noop, "check_risk": check_risk}
+    tools: dict[str, Callable[[], Awaitable[Any]]] = {
+        "noop": call_noop,
+        "check_risk": check_risk,
+        "noop/raw": raw_noop,
+        "check_risk/raw": raw_check_risk,
+    }
     samples: dict[str, list[float]] = {name: [] for name in tools}
     for i in range(warmup + calls):
         for name, call in tools.items():
@@ -204,17 +225,18 @@ async def over_http(database_url: str, calls: int, warmup: int) -> list[Row]:
 
 def report(rows: list[Row]) -> str:
     by = {(r.transport, r.tool): r for r in rows}
-    lines = [f"{'transport':<12} {'tool':<11} {'calls':>6} {'p50_ms':>8} {'p99_ms':>8}"]
+    lines = [f"{'transport':<12} {'tool':<15} {'calls':>6} {'p50_ms':>8} {'p99_ms':>8}"]
     lines += [
-        f"{r.transport:<12} {r.tool:<11} {len(r.samples_ms):>6} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f}"
+        f"{r.transport:<12} {r.tool:<15} {len(r.samples_ms):>6} {r.percentile(50):>8.2f} {r.percentile(99):>8.2f}"
         for r in rows
     ]
     inproc = by[("in-process", "check_risk")].percentile(50)
     http = by[("http", "check_risk")].percentile(50)
     http_noop = by[("http", "noop")].percentile(50)
+    raw = by[("http", "check_risk/raw")].percentile(50) / by[("http", "noop/raw")].percentile(50)
     lines.append(
         f"summary: inproc_p50_ms={inproc:.2f} http_p50_ms={http:.2f} http_noop_p50_ms={http_noop:.2f}"
-        f" http_ratio={http / http_noop:.2f}"
+        f" http_ratio={http / http_noop:.2f} http_raw_ratio={raw:.2f}"
     )
     return "\n".join(lines)
 
