@@ -103,7 +103,7 @@ def diff_sides(
             continue
         if avg != target_avg and price_drifted(avg, target_avg, tolerance):
             differing.append(symbol)
-    differing += [symbol for symbol in remote if symbol not in held]
+    differing += remote.keys() - held.keys()
 
     out = _Builder(lot_size, tolerance)
     for symbol in sorted(differing):

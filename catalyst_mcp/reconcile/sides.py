@@ -91,10 +91,8 @@ def book_side(
         symbol = stored if stored in known else canon(stored)
         if symbol is None:
             unrecognised.append(stored)
-        elif symbol in first:
+        elif first.setdefault(symbol, row) is not row:
             side.more.setdefault(symbol, []).append(row)
-        else:
-            first[symbol] = row
     return side
 
 
@@ -111,8 +109,6 @@ def broker_side(market: Market, positions: Iterable[BrokerPosition]) -> BrokerSi
         symbol = canon(raw)
         if symbol is None:
             unrecognised.append(raw)
-        elif symbol in first:
-            side.more.setdefault(symbol, []).append((raw, quantity, position.avg_entry_price))
-        else:
-            first[symbol] = (raw, quantity, position.avg_entry_price)
+        elif first.setdefault(symbol, row := (raw, quantity, position.avg_entry_price)) is not row:
+            side.more.setdefault(symbol, []).append(row)
     return side

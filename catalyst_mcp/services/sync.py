@@ -17,7 +17,9 @@ execution lane, so no order or fill of ours moves while it reads and applies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -144,28 +146,30 @@ class SyncService:
         args: dict[str, Any] = {"dry_run": dry_run, "force": force, **({"cycle_id": cycle_id} if cycle_id else {})}
         run = _Run(self, args, dry_run, force, cycle_id, caller)
         async with self.lane.hold() as conn:
-            working = await orders.working(conn, self.market)
-            try:
-                view = await read_broker(self.broker, working, self.market)
-            except CatalystError as exc:
-                reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
-                return await run.refuse(conn, reason)
-            unsent = never_sent(working, view, self.clock.now() - timedelta(seconds=self.settings.unsent_after_seconds))
-            working = [o for o in working if o not in unsent]
-            flying = in_flight(working, view, dry_run=dry_run)
-            ended = [] if dry_run else await self._end_unsent(conn, unsent, caller)
-            refreshed = (
-                []
-                if dry_run
-                else [
-                    o.client_order_id
-                    for o in await self.booking.record_news(conn, working, view.latest, caller, tool=TOOL)
-                ]
-            )
-            try:
-                result = await run.reconcile(conn, view.positions, flying, refreshed)
-            except BookChanged as exc:
-                return await run.refuse(conn, str(exc), refreshed)
+            with collector_paused():  # the sides and the plan: see collector_paused
+                working = await orders.working(conn, self.market)
+                try:
+                    view = await read_broker(self.broker, working, self.market)
+                except CatalystError as exc:
+                    reason = f"the broker could not be read ({exc}); nothing changed: run the sync again later"
+                    return await run.refuse(conn, reason)
+                recorded_before = self.clock.now() - timedelta(seconds=self.settings.unsent_after_seconds)
+                unsent = never_sent(working, view, recorded_before)
+                working = [o for o in working if o not in unsent]
+                flying = in_flight(working, view, dry_run=dry_run)
+                ended = [] if dry_run else await self._end_unsent(conn, unsent, caller)
+                refreshed = (
+                    []
+                    if dry_run
+                    else [
+                        o.client_order_id
+                        for o in await self.booking.record_news(conn, working, view.latest, caller, tool=TOOL)
+                    ]
+                )
+                try:
+                    result = await run.reconcile(conn, view.positions, flying, refreshed)
+                except BookChanged as exc:
+                    return await run.refuse(conn, str(exc), refreshed)
             if result.changes_made:
                 moved = {c.symbol for c in result.plan.changes if c.kind is not ChangeKind.PRICE}
                 if moved:  # only symbols with protective legs working have anything to refit: one read finds them
@@ -183,6 +187,31 @@ class SyncService:
         return [
             await self.booking.record_unsent(conn, o, OrderStatus.REJECTED, reason, caller, tool=TOOL) for o in unsent
         ]
+
+
+_pauses = 0  # syncs (one per market at most) inside collector_paused now
+_resume = False  # whether the collector was enabled when the first of them paused it
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a sync reads both sides and builds its plan. A sync of 100,000
+    positions allocates several hundred thousand short-lived, acyclic objects (the broker's answer, the rows
+    as decoded, the plan); each time enough of them survive, CPython runs a full collection that scans the
+    whole heap again, several times per sync. Reference counting still frees every one of them; cycles made
+    meanwhile elsewhere in the process are collected once the last pause ends (a sync's reads are bounded by
+    the broker's timeouts). Nested or concurrent pauses count; a collector disabled by someone else stays so."""
+    global _pauses, _resume
+    if _pauses == 0:
+        _resume = gc.isenabled()
+        gc.disable()
+    _pauses += 1
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0 and _resume:
+            gc.enable()
 
 
 class _Run:

@@ -56,7 +56,7 @@ async def open_positions(conn: Conn, market: Market) -> list[Position]:
 
 
 # Rows per round trip of the book's read for a sync: the rows in flight at once stay bounded.
-SYNC_READ_CHUNK = 5_000
+SYNC_READ_CHUNK = 10_000
 
 
 async def open_side(conn: Conn, market: Market, known: Container[str] = ()) -> BookSide:

@@ -3,6 +3,7 @@ and the number of reads a sync makes not growing with the number of positions it
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any
@@ -96,6 +97,7 @@ async def test_a_sync_of_thousands_of_positions_makes_the_book_equal_the_broker(
     assert len(held) == 1_960 and audited == 200 + 1  # one row per change, one for the run
     again = await sync(runtime)
     assert again.plan.is_empty and again.refused is None
+    assert gc.isenabled()  # paused for the reads and the plan only
 
 
 async def test_a_sync_reads_the_working_orders_once_whatever_the_number_of_positions_it_changes(
