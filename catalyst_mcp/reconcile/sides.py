@@ -35,12 +35,6 @@ class Keyed(Generic[R]):
     more: dict[str, list[R]] = field(default_factory=dict)  # the second and later rows of a symbol
     unrecognised: list[str] = field(default_factory=list)
 
-    def add(self, symbol: str, row: R) -> None:
-        if symbol in self.first:
-            self.more.setdefault(symbol, []).append(row)
-        else:
-            self.first[symbol] = row
-
     def rows(self, symbol: str) -> list[R]:
         """Every row of ``symbol``, the first one first; [] when there is none."""
         first = self.first.get(symbol)
@@ -80,9 +74,9 @@ def canonicaliser(market: Market) -> Callable[[str], str | None]:
 def book_side(
     market: Market, rows: Iterable[BookRow], into: BookSide | None = None, known: Container[str] = ()
 ) -> BookSide:
-    """The book's open rows keyed by canonical symbol (added to ``into`` when given: a book read in chunks).
-    ``known`` holds symbols already known to be canonical (the broker side's keys): a row stored under one of
-    them is not normalised again."""
+    """The book's open rows (each row object once: one per position) keyed by canonical symbol, added to
+    ``into`` when given (a book read in chunks). ``known`` holds symbols already known to be canonical (the
+    broker side's keys): a row stored under one of them is not normalised again."""
     canon = canonicaliser(market)
     side = BookSide() if into is None else into
     first, unrecognised = side.first, side.unrecognised
@@ -91,7 +85,7 @@ def book_side(
         symbol = stored if stored in known else canon(stored)
         if symbol is None:
             unrecognised.append(stored)
-        elif first.setdefault(symbol, row) is not row:
+        elif first.setdefault(symbol, row) is not row:  # one dict operation: stored, or the symbol's first
             side.more.setdefault(symbol, []).append(row)
     return side
 
