@@ -27,6 +27,7 @@ from catalyst_mcp.server import (
 from catalyst_mcp.server.access import AuditCalls, GrantVerifier, RoleGate
 from catalyst_mcp.server.feed import ChangeFeed
 from catalyst_mcp.server.front import INSTRUCTIONS, NAME
+from catalyst_mcp.server.reads import CachedCalls
 from catalyst_mcp.server.toolkit import Serving, ToolSpec, build
 from catalyst_mcp.server.validation import StrictArguments, arguments_model
 
@@ -77,6 +78,7 @@ def build_server(
     server.middleware.append(RoleGate(default_role))
     server.middleware.append(StrictArguments({s.fn.__name__: arguments_model(s.fn) for s in SPECS}))
     server.middleware.append(resources.InvalidateOnWrite(feed.cache, list(SPECS)))
+    server.middleware.append(CachedCalls(feed.cache))  # innermost: a repeated cached read is a lookup
     return server
 
 

@@ -144,14 +144,15 @@ class ReadCache:
         self.generation += 1
         self._entries.clear()
 
-    async def get(self, key: Hashable, build: Callable[[], Awaitable[T]]) -> T:
+    async def get(self, key: Hashable, build: Callable[[], Awaitable[T]], keep: Callable[[T], bool] | None = None) -> T:
+        """The answer kept for ``key``, else what ``build`` returns (kept unless ``keep`` says no)."""
         if self.trusted:
             hit = self._entries.get(key)
             if hit is not None and hit[0] == self.generation:
                 return cast(T, hit[1])
         generation = self.generation
         value = await build()
-        if self.trusted and generation == self.generation:
+        if self.trusted and generation == self.generation and (keep is None or keep(value)):
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = (generation, value)

@@ -3,8 +3,12 @@ lists only where one cycle or one agent is asked for, and a phase's empty fields
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from catalyst_mcp.bootstrap import Runtime
+from catalyst_mcp.server import tools_status
 from tests.e2e.conftest import Tools
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
@@ -67,3 +71,34 @@ async def test_a_cursor_from_elsewhere_is_refused_in_one_line(tools: Tools, curs
     tool = "list_cycles" if cursor == "YTpwYWdlcjAx" else "workflow_status"
     message = await tools.error(tool, {"cursor": cursor})
     assert "malformed cursor" in message and "next_cursor" in message
+
+
+async def test_a_repeated_read_answered_from_the_cache_is_still_audited(tools: Tools, runtime: Runtime) -> None:
+    await tools.start_cycle(agent_id="audited")
+    answers = [await tools.ok("workflow_status", {"agent_id": "audited"}) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    rows = await runtime.pool.fetch(
+        "SELECT arguments FROM audit_events WHERE tool = 'workflow_status' AND arguments ->> 'agent_id' = 'audited'"
+    )
+    assert len(rows) == 3, "every call leaves its row"
+    assert "unknown cycle" in await tools.error("workflow_status", {"cycle_id": "us_20261125_100000_abcdef"})
+    assert "unknown cycle" in await tools.error("workflow_status", {"cycle_id": "us_20261125_100000_abcdef"})
+
+
+async def test_a_repeated_read_does_not_run_the_tool_again_until_something_changes(
+    tools: Tools, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[str | None] = []
+    real = tools_status.cached_status  # type: ignore[attr-defined]
+
+    async def counted(*args: Any) -> Any:
+        runs.append(args[3])  # the agent asked for
+        return await real(*args)
+
+    monkeypatch.setattr(tools_status, "cached_status", counted)
+    for _ in range(3):
+        await tools.ok("workflow_status", {"agent_id": "repeat"})
+    assert runs == ["repeat"], "the second and third identical calls were answered from the cache"
+    await tools.start_cycle(agent_id="repeat")  # a write: the cache is dropped before its answer leaves
+    [cycle] = (await tools.ok("workflow_status", {"agent_id": "repeat"}))["cycles"]
+    assert runs == ["repeat", "repeat"] and cycle["current_phase"] == "INIT"

@@ -71,3 +71,11 @@ async def test_a_full_cache_starts_over_rather_than_growing() -> None:
     for i in range(ReadCache.MAX_ENTRIES + 1):
         await cache.get(i, build)
     assert len(cache._entries) == 1
+
+
+async def test_an_answer_the_caller_says_not_to_keep_is_built_again() -> None:
+    cache, build = trusted(), Builds()
+    odd = lambda n: n % 2 == 1  # noqa: E731 - keep odd answers only
+    assert [await cache.get("k", build, keep=odd) for _ in range(3)] == [1, 1, 1]
+    cache.changed()
+    assert [await cache.get("k", build, keep=lambda n: n > 9) for _ in range(2)] == [2, 3]
