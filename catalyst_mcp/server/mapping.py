@@ -389,7 +389,8 @@ def trading_state_out(state: TradingStateRecord) -> m.TradingStateOut:
 
 
 def tool_result(out: m.Out) -> CallToolResult:
-    """The finished tool result: structured content and the same JSON as text (built once, then cached)."""
+    """The finished tool result: structured content and the same JSON as compact text (the SDK's own text of a
+    returned model is indented: a third larger for the same answer)."""
     structured = out.model_dump(mode="json")
     text = pydantic_core.to_json(structured).decode()
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)

@@ -22,7 +22,6 @@ from mcp_types import (
     EmptyResult,
     SubscribeRequestParams,
     SubscriptionsListenRequestParams,
-    TextContent,
     UnsubscribeRequestParams,
 )
 from pydantic import ValidationError
@@ -30,7 +29,7 @@ from pydantic import ValidationError
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.server import mapping
 from catalyst_mcp.server.feed import CURRENT, POSITIONS, RISK_LIMITS, TRADING_STATE, ChangeBus, ChangeFeed, ReadCache
-from catalyst_mcp.server.reads import cached_status, cached_text
+from catalyst_mcp.server.reads import cached_text
 from catalyst_mcp.server.sdk import connection_of, lowlevel_of
 from catalyst_mcp.server.toolkit import Serving, ToolSpec
 from catalyst_mcp.services.workflow import PAGE_MAX
@@ -142,9 +141,13 @@ def register(server: MCPServer[Serving], feed: ChangeFeed) -> LegacySubscription
     @server.resource(CURRENT, name="current_cycles", mime_type=JSON)
     async def current_cycles() -> str:
         """The latest cycle of every agent with each agent's liveness: workflow_status() as a resource."""
-        [block] = (await cached_status(feed.cache, feed.require_services(), None, None, PAGE_MAX, None)).content
-        assert isinstance(block, TextContent)
-        return block.text
+        services = feed.require_services()
+
+        async def build() -> str:
+            view = await services.workflow.status(None, None, PAGE_MAX)
+            return mapping.status_out(view, phases=False).model_dump_json()
+
+        return await cached_text(feed.cache, services, CURRENT, build)
 
     @server.resource("catalyst://cycles/{cycle_id}", name="cycle", mime_type=JSON)
     async def cycle(cycle_id: str) -> str:

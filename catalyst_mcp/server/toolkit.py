@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Resolve
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import CallToolResult, ToolAnnotations
+from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from catalyst_mcp.domain.enums import CycleMode
@@ -173,14 +172,4 @@ def build(spec: ToolSpec) -> Tool:
     returned = built.fn_metadata.output_model  # the model results are checked against
     if isinstance(returned, type) and issubclass(returned, BaseModel) and not built.fn_metadata.wrap_output:
         built.fn_metadata.output_schema = output_schema(returned)
-        if _returns_finished_result(spec.fn):
-            # A finished result (a cached read) was built from the model itself: the SDK need not check it again
-            # on every call. The schema is still published.
-            built.fn_metadata.output_model = None
     return built
-
-
-def _returns_finished_result(fn: ToolFn) -> bool:
-    """Whether ``fn`` is annotated to return a finished ``CallToolResult`` (with its model for the schema)."""
-    returned = inspect.signature(fn, eval_str=True).return_annotation
-    return typing.get_origin(returned) is Annotated and typing.get_args(returned)[0] is CallToolResult

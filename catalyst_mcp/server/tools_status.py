@@ -8,8 +8,8 @@ from typing import Annotated
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from catalyst_mcp.server import mapping
 from catalyst_mcp.server import models as m
-from catalyst_mcp.server.reads import cached_history, cached_status
 from catalyst_mcp.server.toolkit import READ_ONLY_LOCAL, CallArg, CycleIdArg, tool
 from catalyst_mcp.services.workflow import PAGE_MAX
 
@@ -28,7 +28,8 @@ async def workflow_status(
     """Where each agent's cycle is: the one cycle asked for, else the latest cycle of each agent (a page of
     agents by id; next_cursor fetches the next), with each agent's liveness, the broker mode (paper or live)
     and the trading state. A phase's times and detail appear once it has them."""
-    return await cached_status(call.cache, call.services, cycle_id, agent_id, limit, cursor)
+    view = await call.services.workflow.status(cycle_id, agent_id, limit, cursor)
+    return mapping.tool_result(mapping.status_out(view, phases=cycle_id is not None or agent_id is not None))
 
 
 @tool(READ_ONLY_LOCAL)
@@ -43,7 +44,8 @@ async def list_cycles(
     the next page."""
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a time without an offset is read as UTC
-    return await cached_history(call.cache, call.services, agent_id, since, limit, cursor)
+    view = await call.services.workflow.history(agent_id, since, limit, cursor)
+    return mapping.tool_result(mapping.list_cycles_out(view))
 
 
 TOOLS = (workflow_status, list_cycles)

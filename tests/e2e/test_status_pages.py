@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from catalyst_mcp.bootstrap import Runtime
-from catalyst_mcp.server import tools_status
+from catalyst_mcp.services.workflow import WorkflowService
 from tests.e2e.conftest import Tools
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
@@ -89,13 +89,13 @@ async def test_a_repeated_read_does_not_run_the_tool_again_until_something_chang
     tools: Tools, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs: list[str | None] = []
-    real = tools_status.cached_status  # type: ignore[attr-defined]
+    real = WorkflowService.status
 
-    async def counted(*args: Any) -> Any:
-        runs.append(args[3])  # the agent asked for
-        return await real(*args)
+    async def counted(self: WorkflowService, *args: Any) -> Any:
+        runs.append(args[1])  # the agent asked for
+        return await real(self, *args)
 
-    monkeypatch.setattr(tools_status, "cached_status", counted)
+    monkeypatch.setattr(WorkflowService, "status", counted)
     for _ in range(3):
         await tools.ok("workflow_status", {"agent_id": "repeat"})
     assert runs == ["repeat"], "the second and third identical calls were answered from the cache"
