@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from catalyst_mcp.domain.enums import Market
@@ -47,3 +48,23 @@ def listed_symbol(raw: str) -> str:
     """A symbol of either market in canonical form, for lists that serve both (the risk limits' restricted and
     allowed symbols): a stock code of HK, else a ticker of US, else the entry upper-cased as given."""
     return canonical_symbol(Market.HK, raw) or canonical_symbol(Market.US, raw) or raw.strip().upper()
+
+
+def canonicaliser(market: Market) -> Callable[[str], str | None]:
+    """``canonical_symbol`` for ``market`` with a fast path for a symbol already in canonical form (what our
+    own writers store and most brokers report): plain string checks instead of a cache lookup or a regex."""
+    if market is Market.US:
+
+        def us(raw: str) -> str | None:
+            if len(raw) <= 5 and raw.isascii() and raw.isalpha() and raw.isupper():
+                return raw
+            return canonical_symbol(market, raw)
+
+        return us
+
+    def hk(raw: str) -> str | None:
+        if len(raw) == 5 and raw.isascii() and raw.isdigit() and raw != "00000":
+            return raw
+        return canonical_symbol(market, raw)
+
+    return hk

@@ -9,14 +9,14 @@ the garbage collector stops tracking, so a side of 100,000 rows does not make ev
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 from catalyst_mcp.domain.enums import Market
 from catalyst_mcp.domain.models import BrokerPosition
-from catalyst_mcp.markets.symbols import canonical_symbol
+from catalyst_mcp.markets.symbols import canonicaliser
 
 # A book row as the diff needs it: position id, symbol as stored, long (else short), quantity (positive, as
 # stored), average price.
@@ -49,26 +49,6 @@ class Keyed(Generic[R]):
 
 BookSide = Keyed[BookRow]
 BrokerSide = Keyed[BrokerRow]
-
-
-def canonicaliser(market: Market) -> Callable[[str], str | None]:
-    """``canonical_symbol`` for ``market`` with a fast path for a symbol already in canonical form (what our
-    own writers store and most brokers report): plain string checks instead of a cache lookup or a regex."""
-    if market is Market.US:
-
-        def us(raw: str) -> str | None:
-            if len(raw) <= 5 and raw.isascii() and raw.isalpha() and raw.isupper():
-                return raw
-            return canonical_symbol(market, raw)
-
-        return us
-
-    def hk(raw: str) -> str | None:
-        if len(raw) == 5 and raw.isascii() and raw.isdigit() and raw != "00000":
-            return raw
-        return canonical_symbol(market, raw)
-
-    return hk
 
 
 def book_side(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from catalyst_mcp.domain.enums import Market, PositionSide
 from catalyst_mcp.domain.models import BrokerPosition, Position
-from catalyst_mcp.markets.symbols import canonical_symbol
+from catalyst_mcp.markets.symbols import canonical_symbol, canonicaliser
 from catalyst_mcp.reconcile.diff import (
     PHANTOM_REASON,
     SIDE_REASON,
@@ -37,7 +37,7 @@ from catalyst_mcp.reconcile.plan import (
     SyncPlan,
     Update,
 )
-from catalyst_mcp.reconcile.sides import book_side, broker_side, canonicaliser
+from catalyst_mcp.reconcile.sides import book_side, broker_side
 
 D = Decimal
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
