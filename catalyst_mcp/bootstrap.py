@@ -182,7 +182,15 @@ def assemble(rt: Runtime) -> Services:
     booking = Booking(market, broker.name, clock)
     protection = Protection(market, clock, broker, data.lot_size, booking)
     halting = Halting(market, clock, broker, booking, settings.halt_cancels_entries)
-    reader = SnapshotReader(rt.profile, clock, broker, data, timedelta(seconds=settings.risk.duplicate_window_seconds))
+    reader = SnapshotReader(
+        rt.profile,
+        clock,
+        broker,
+        data,
+        timedelta(seconds=settings.risk.duplicate_window_seconds),
+        account_reuse=timedelta(seconds=settings.account_reuse_seconds),
+        quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
+    )
     workflow = WorkflowService(db, clock, market, broker.mode, idle_after)
     sync = SyncService(rt.lane, broker, booking, protection, clock, market, data.lot_size, settings.sync)
     directives = DirectiveService(db, clock)
@@ -201,7 +209,6 @@ def assemble(rt: Runtime) -> Services:
         limits=settings.risk,
         agent_id=settings.agent_id,
         idle_after=idle_after,
-        account_reuse=timedelta(seconds=settings.account_reuse_seconds),
         quote_reuse=timedelta(seconds=settings.quote_reuse_seconds),
         live=broker.mode is BrokerMode.LIVE,
         currency=rt.profile.currency,

@@ -282,9 +282,10 @@ class Settings(BaseSettings):
     alpaca_max_threads: int = Field(default=8, ge=1, le=64)
     alpaca_cancel_wait_seconds: float = Field(default=5, gt=0, le=60)
     abandon_after_seconds: int = Field(default=900, ge=10)
-    # The order path: how long a caller may wait for its market's execution lane, how long the account read
-    # for an approval may be reused at execution while the book has not moved, and its quote, and whether a
-    # halt cancels working entry orders.
+    # The order path: how long a caller may wait for its market's execution lane, how long the broker's account
+    # (while it is still true of the book: store/views.py) and a quote may be reused by check_risk and
+    # execute_trade instead of asking the broker again (0: always ask), and whether a halt cancels working
+    # entry orders.
     lane_wait_seconds: float = Field(default=30, gt=0, le=600)
     account_reuse_seconds: float = Field(default=2, ge=0, le=60)
     quote_reuse_seconds: float = Field(default=1, ge=0, le=60)

@@ -165,7 +165,6 @@ class ExecutionService:
     limits: RiskLimits
     agent_id: str
     idle_after: timedelta
-    account_reuse: timedelta
     quote_reuse: timedelta
     live: bool
     currency: str
@@ -258,20 +257,16 @@ class ExecutionService:
         self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
     ) -> tuple[Reading, str | None]:
         """The re-checks of an approval against a fresh snapshot: the reading, and why it may not be sent (None:
-        send it). The account it was approved with is reused while the book has not moved and it is recent."""
-        known = None
-        age = (self.clock.now() - approval.created_at).total_seconds()
-        if 0 <= age <= self.account_reuse.total_seconds() and approval.account is not None:
-            known = (approval.book_version or 0, approval.account)
-        quote = approval.quote if 0 <= age <= self.quote_reuse.total_seconds() else None
+        send it). The quote it was approved at is reused while it is recent, so an order sized at a limit is
+        judged at the price it was sized at; the account comes from the views (``store/views.py``)."""
+        age = self.clock.now() - approval.created_at
         reading = await self.reader.read(
             conn,
             approval.intent,
             cycle_mode=mode,
             exclude_approval=approval.approval_id,
             approved_reference=approval.reference_price,
-            known_account=known,
-            known_quote=quote,
+            known_quote=approval.quote if timedelta(0) <= age < self.quote_reuse else None,
         )
         if reading.book.state is TradingState.HALTED and reading.book.working_entries:
             await self.halting.cancel_entries(conn, caller, TOOL)

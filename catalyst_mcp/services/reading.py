@@ -1,13 +1,13 @@
 """The risk snapshot, read while the execution lane is held: the book in one statement on the lane's
-connection, and the broker's quote and account alongside it. At execution the account read for the approval
-is reused when the book's version shows nothing of ours changed at the broker since, and the approval is
-younger than ``account_reuse_seconds``: the broker is then asked for the quote and the order only."""
+connection, with the account and the symbol's quote as the broker last said them while they are recent and
+still true (``store/views.py``, ADR 0012); the broker is asked only for what they cannot answer, at the check
+and at execution alike."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +18,7 @@ from catalyst_mcp.domain.models import Account, OrderIntent, Quote
 from catalyst_mcp.markets.profiles import MarketProfile
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.risk.engine import RiskSnapshot
-from catalyst_mcp.store import book_snapshot, trading_state
+from catalyst_mcp.store import book_snapshot, trading_state, views
 from catalyst_mcp.store.book_snapshot import BookSnapshot
 from catalyst_mcp.store.db import Conn
 
@@ -62,6 +62,29 @@ def _minutes_to_close(profile: MarketProfile, market_now: datetime) -> Decimal |
     return Decimal((bounds[1] - market_now).total_seconds()) / 60
 
 
+class _Hints:
+    """Process-local guesses of whether the kept views will answer: when the views this process last saw were
+    read from the broker. A view probably expired is asked of the broker while the book is read rather than
+    after it; one never seen is looked for first. A wrong guess costs time, never correctness: what decides is
+    the view the snapshot returns."""
+
+    def __init__(self) -> None:
+        self.account_read: datetime | None = None
+        self.quotes_read: dict[str, datetime] = {}
+
+    @staticmethod
+    def expired(read_at: datetime | None, now: datetime, reuse: timedelta) -> bool:
+        return reuse <= timedelta(0) or (read_at is not None and not read_at <= now < read_at + reuse)
+
+    def seen(self, symbol: str, account_read: datetime | None, quote_read: datetime | None) -> None:
+        if account_read is not None:
+            self.account_read = account_read
+        if quote_read is not None:
+            if len(self.quotes_read) > 4096:
+                self.quotes_read.clear()
+            self.quotes_read[symbol] = quote_read
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotReader:
     profile: MarketProfile
@@ -69,6 +92,9 @@ class SnapshotReader:
     broker: Broker
     market_data: MarketData
     duplicate_window: timedelta
+    account_reuse: timedelta = timedelta(0)
+    quote_reuse: timedelta = timedelta(0)
+    hints: _Hints = field(default_factory=_Hints)
 
     async def read(
         self,
@@ -78,26 +104,20 @@ class SnapshotReader:
         cycle_mode: CycleMode | None,
         exclude_approval: UUID | None = None,
         approved_reference: Decimal | None = None,
-        known_account: tuple[int, Account] | None = None,
         known_quote: Quote | None = None,
         agent_id: str | None = None,
     ) -> Reading:
-        """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement."""
-        profile, broker, market_data = self.profile, self.broker, self.market_data
+        """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement, and it
+        brings the account and the quote as the broker last said them while they are recent and still true
+        (``store/views.py``); only what it cannot answer is asked of the broker, and kept for the next reads."""
+        profile, broker, market_data, hints = self.profile, self.broker, self.market_data, self.hints
         wall = self.clock.now()
         market_now = await broker.now()
         local = market_now.astimezone(profile.timezone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        quote: Quote | None = None
-        is_open = False
-
-        async def read_quote() -> None:
-            nonlocal quote
-            quote = known_quote if known_quote is not None else await market_data.get_quote(intent.symbol)
-
-        async def read_open() -> None:
-            nonlocal is_open
-            is_open = await broker.is_market_open()
+        account_reuse, quote_reuse = self.account_reuse, self.quote_reuse
+        ask_account = hints.expired(hints.account_read, wall, account_reuse)
+        ask_quote = known_quote is None and hints.expired(hints.quotes_read.get(intent.symbol), wall, quote_reuse)
 
         async def read_book() -> BookSnapshot:
             return await book_snapshot.read_book_snapshot(
@@ -109,18 +129,53 @@ class SnapshotReader:
                 recent_since=wall - self.duplicate_window,
                 exclude_approval=exclude_approval,
                 agent_id=agent_id,
+                symbol=intent.symbol,
+                account_since=wall - account_reuse if account_reuse > timedelta(0) else None,
+                quote_since=wall - quote_reuse if quote_reuse > timedelta(0) else None,
             )
 
-        async def read_book_and_account() -> tuple[BookSnapshot, Account]:
-            if known_account is None:  # nothing to reuse: ask the broker while the book is read
-                book, account = await concurrently(read_book, broker.get_account)
-                return book, account
-            book = await read_book()
-            if known_account[0] == book.version:
-                return book, known_account[1]
-            return book, await broker.get_account()
+        async def nothing() -> None:
+            return None
 
-        _, _, (book, account) = await concurrently(read_quote, read_open, read_book_and_account)
+        async def read_quote() -> Quote | None:
+            return await market_data.get_quote(intent.symbol)
+
+        book, is_open, asked_account, asked_quote = await concurrently(
+            read_book,
+            broker.is_market_open,
+            broker.get_account if ask_account else nothing,
+            read_quote if ask_quote else nothing,
+        )
+        account: Account | None = asked_account or book.account_view
+        quote: Quote | None = known_quote or asked_quote or book.quote_view
+        late_account = account is None
+        late_quote = quote is None and not ask_quote
+        if late_account or late_quote:  # the views could not answer after all: ask the broker now
+            late = await concurrently(
+                broker.get_account if late_account else nothing, read_quote if late_quote else nothing
+            )
+            account = late[0] if late_account else account
+            quote = late[1] if late_quote else quote
+            asked_account = late[0] if late_account else asked_account
+            asked_quote = late[1] if late_quote else asked_quote
+        assert account is not None
+        kept_account = asked_account if account_reuse > timedelta(0) else None
+        kept_quote = asked_quote if quote_reuse > timedelta(0) else None
+        if kept_account is not None or kept_quote is not None:
+            await views.keep(
+                conn,
+                profile.market,
+                read_at=wall,
+                version=book.version,
+                epoch=book.epoch,
+                account=kept_account,
+                quote=kept_quote,
+            )
+        hints.seen(
+            intent.symbol,
+            wall if kept_account is not None else book.account_read_at,
+            wall if kept_quote is not None else book.quote_read_at,
+        )
         start = await start_equity(conn, profile.market, account, local.date(), wall, book.start_equity)
         snapshot = RiskSnapshot(
             intent=intent,

@@ -14,7 +14,7 @@ from typing import Final
 from uuid import UUID
 
 from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, TradingState
-from catalyst_mcp.domain.models import Position
+from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.domain.records import ActiveCycle
 from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
 from catalyst_mcp.store.book import position_from_row
@@ -52,7 +52,14 @@ SELECT
      WHERE market = $1 AND created_at >= $3 AND role IN ('entry', 'exit') AND approval_id IS DISTINCT FROM $5
        AND NOT (status IN ('rejected', 'cancelled') AND broker_order_id IS NULL)) AS counts,
     (SELECT ROW(cycle_id, mode, updated_at) FROM cycles
-     WHERE agent_id = $7 AND market = $1 AND status = 'active') AS agent_cycle
+     WHERE agent_id = $7 AND market = $1 AND status = 'active') AS agent_cycle,
+    (SELECT epoch FROM book_versions WHERE market = $1) AS epoch,
+    (SELECT ROW(v.cash, v.equity, v.buying_power, v.last_equity, v.currency, v.read_at) FROM account_views v
+     JOIN book_versions b ON b.market = v.market AND b.version = v.version AND b.epoch = v.epoch
+     WHERE v.market = $1 AND v.read_at BETWEEN $9 AND $2) AS account_view,
+    (SELECT ROW(q.bid, q.ask, q.last, q.bid_size, q.ask_size, q.quoted_at, q.read_at) FROM quote_views q
+     JOIN book_versions b ON b.market = q.market AND b.epoch = q.epoch
+     WHERE q.market = $1 AND q.symbol = $8 AND q.read_at BETWEEN $10 AND $2) AS quote_view
 """
 
 
@@ -70,6 +77,11 @@ class BookSnapshot:
     start_equity: Decimal | None
     version: int
     agent_cycle: ActiveCycle | None = None  # the asking agent's active cycle in this market, if any
+    epoch: int = 0
+    account_view: Account | None = None  # the broker's account as last read, while still true (store/views.py)
+    quote_view: Quote | None = None  # the symbol's quote as last read, while recent
+    account_read_at: datetime | None = None  # when the views were read from the broker
+    quote_read_at: datetime | None = None
 
 
 async def read_book_snapshot(
@@ -82,13 +94,28 @@ async def read_book_snapshot(
     recent_since: datetime,
     exclude_approval: UUID | None = None,
     agent_id: str | None = None,
+    symbol: str | None = None,
+    account_since: datetime | None = None,
+    quote_since: datetime | None = None,
 ) -> BookSnapshot:
     """One statement. ``recent_since``: how far back today's orders are listed one by one (the duplicate
     window); the last minute and the day are counts. Outstanding approvals come grouped by symbol and side.
     ``exclude_approval``: the approval being executed (its own reservation and its own order, when a replay
-    resumes one, are not counted against it)."""
+    resumes one, are not counted against it). The account and ``symbol``'s quote as the broker last said
+    them come along while they were read since ``account_since`` and ``quote_since`` and are still true
+    (``store/views.py``); None otherwise."""
     row = await conn.fetchrow(
-        _SNAPSHOT, market.value, now, day_start, trading_day, exclude_approval, recent_since, agent_id
+        _SNAPSHOT,
+        market.value,
+        now,
+        day_start,
+        trading_day,
+        exclude_approval,
+        recent_since,
+        agent_id,
+        symbol,
+        account_since,
+        quote_since,
     )
     assert row is not None
     long_, short = PositionSide.LONG, PositionSide.SHORT
@@ -112,6 +139,11 @@ async def read_book_snapshot(
         agent_cycle=None
         if row["agent_cycle"] is None
         else ActiveCycle(row["agent_cycle"][0], CycleMode(row["agent_cycle"][1]), row["agent_cycle"][2]),
+        epoch=int(row["epoch"] or 0),
+        account_view=None if (a := row["account_view"]) is None else Account(a[0], a[1], a[2], a[4], a[3]),
+        quote_view=None if (q := row["quote_view"]) is None or symbol is None else Quote(symbol, *q[:6]),
+        account_read_at=None if a is None else a[5],
+        quote_read_at=None if q is None else q[6],
     )
 
 

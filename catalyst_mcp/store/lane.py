@@ -5,12 +5,15 @@ Inside a process an ``anyio.Lock`` per market queues the callers, so at most one
 database. The lane owns a dedicated connection, outside the request pool, and holds a session-level
 ``pg_advisory_lock`` on it for the duration of one piece of work: its holder reads, writes and commits on that
 connection only, so it never waits for a pooled connection, and a crashed process frees the lock with its
-session. Releasing always unlocks on the same connection (shielded from cancellation); a connection whose
-state is in doubt is closed instead, which frees the lock just as surely.
+session. Releasing always unlocks on the same connection; a connection whose state is in doubt is closed
+instead, which frees the lock just as surely. The unlock runs in a task of its own once the holder is done, so
+the holder's answer does not wait for that round trip; the next caller of this process waits for it (the
+queue is freed only once the lock is), and another process's caller is granted the lock as soon as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -39,8 +42,9 @@ class Lane:
         self.market = market
         self._connect = connect
         self._wait = wait_seconds
-        self._queue = anyio.Lock()
+        self._queue = anyio.Semaphore(1)  # freed by the task that unlocks, not necessarily by the holder
         self._conn: asyncpg.Connection | None = None
+        self._releases: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[asyncpg.Connection]:
@@ -53,18 +57,36 @@ class Lane:
                 await self._queue.acquire()
             if waiting.cancelled_caught:
                 raise self._busy() from None
+        handed_over = False
         try:
             async with reaching_the_database():
                 conn = await self._acquire_lock()
                 try:
                     yield conn
                 finally:
-                    with anyio.CancelScope(shield=True):
-                        await self._unlock(conn)
+                    self._release_later(conn)
+                    handed_over = True
         finally:
-            self._queue.release()
+            if not handed_over:
+                self._queue.release()
+
+    def _release_later(self, conn: asyncpg.Connection) -> None:
+        """Unlock ``conn`` and then free the queue, in a task of its own (kept until done)."""
+
+        async def release() -> None:
+            try:
+                await self._unlock(conn)
+            finally:
+                self._queue.release()
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     async def close(self) -> None:
+        if self._releases:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await asyncio.gather(*self._releases, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with anyio.CancelScope(shield=True):

@@ -18,7 +18,7 @@ import asyncpg
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
 from catalyst_mcp.domain.models import Fill
 from catalyst_mcp.domain.records import ActiveCycle, ApprovalRecord, OrderRecord
-from catalyst_mcp.store import approvals, audit, book
+from catalyst_mcp.store import approvals, audit, book, views
 from catalyst_mcp.store.approvals import approval_of
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.db import Conn
@@ -156,6 +156,9 @@ async def upsert_leg(
     return bool(row["inserted"])
 
 
+_NEW_FILLS: Final = "unnest($4::text[], $5::numeric[], $6::numeric[]) AS f(side, qty, price)"
+
+
 @dataclass(frozen=True, slots=True)
 class LegRow:
     """A protective leg as the broker reported it with its order."""
@@ -187,8 +190,9 @@ async def record_answer(
     at: datetime,
 ) -> OrderRecord:
     """What the broker said of ``order``, in one statement: its new fills, its status and figures, the legs it
-    was sent with (each once), and — when something changed or a leg was new — the book's version bumped and
-    the audit row. The caller moves the book by the fills, in the same transaction."""
+    was sent with (each once), and — when something changed or a leg was new — the book's version bumped, the
+    account view carried to it (a buy's cost taken off: ``store/views.py``) and the audit row. The caller moves
+    the book by the fills, in the same transaction."""
     row = await conn.fetchrow(
         f"""WITH filled AS (
                INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
@@ -213,6 +217,7 @@ async def record_answer(
                RETURNING (xmax = 0) AS inserted),
            news AS (SELECT $25::boolean OR EXISTS (SELECT FROM legs WHERE inserted) AS yes),
            bumped AS ({book.bump_sql("$15", when="(SELECT yes FROM news)")}),
+           carried AS ({views.carry_sql("$15", _NEW_FILLS, when="(SELECT yes FROM news)")}),
            audited AS ({audit.insert_sql(26, 14, identity=31, when="(SELECT yes FROM news)")})
            SELECT * FROM updated""",
         order.order_id,

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from catalyst_mcp.store import approvals, audit, book, cycles, monitor, orders, scans, sync_runs, trading_state
+from catalyst_mcp.store import (
+    approvals,
+    audit,
+    book,
+    cycles,
+    monitor,
+    orders,
+    scans,
+    sync_runs,
+    trading_state,
+    views,
+)
 from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.db import Conn
 
@@ -19,6 +30,7 @@ BOOK_TABLES = (
     *cycles.TABLES,
     *trading_state.TABLES,
     *monitor.TABLES,
+    *views.TABLES,
 )
 
 

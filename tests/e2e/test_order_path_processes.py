@@ -104,6 +104,9 @@ async def test_more_executes_than_either_pool_holds_over_two_processes_all_answe
     servers: Pair,
 ) -> None:
     async with outside(servers) as out:
+        # A pinned price: 24 approvals of 2 shares fit under 3000 whatever the time of day (the servers' clocks
+        # are real, and so is the simulated price path).
+        await out.sim.pin_price("KO", D(62))
         approvals = [await approve_buy(servers.urls[i % 2], "KO", "2") for i in range(24)]
         # Taken elsewhere after the approvals: the room they reserved is no longer all there.
         await out.sim.set_position("KO", D(10))

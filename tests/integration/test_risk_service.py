@@ -128,6 +128,10 @@ async def test_every_decision_records_the_limits_version_it_was_made_with(databa
     ]
 
 
+# A change made at the broker elsewhere is seen once the account the checks last read from it is older than
+# account_reuse_seconds (2 by default; ADR 0012).
+READ_AGAIN = timedelta(seconds=3)
+
 # --- the daily loss limit and the automatic halt -------------------------------------------------------------
 
 
@@ -141,6 +145,7 @@ async def test_a_day_loss_at_the_limit_halts_trading_and_stops_an_earlier_approv
 
         # A loss of 2500 in the account (realised elsewhere): beyond both 2000 and 2 % of 100000.
         await t.execute("UPDATE sim.accounts SET cash = cash - 2500 WHERE market = 'US'")
+        clock.advance(READ_AGAIN)
         equity = D((await t.ok("get_portfolio"))["account"]["equity"])
         loss = plain((D(100000) - equity).quantize(D("0.01")))
         expected = f"the day's loss {loss} has reached the limit of 2000: trading halts"
@@ -179,6 +184,7 @@ async def test_a_loss_just_inside_the_limit_passes_and_a_loss_at_the_limit_halts
     async with trading(make_settings(database_url), clock) as t:
         await t.approve_buy("AAPL", "1")  # records the start-of-day equity of 100000
         await t.execute("UPDATE sim.accounts SET cash = cash - $1::numeric WHERE market = 'US'", drop)
+        clock.advance(READ_AGAIN)
         decision = await t.check_buy("MSFT", "1")
         daily = next(c for c in decision["checks"] if c["rule"] == "daily_loss")
         assert (daily["passed"], daily["limit"], daily["actual"]) == (state == "active", "2000", drop)
