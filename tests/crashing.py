@@ -173,6 +173,22 @@ async def wait_until_blocked_by(database_url: str, holder_pid: int, within_s: fl
     )
 
 
+async def end_sessions_blocked_by(database_url: str, holder_pid: int) -> int:
+    """End the sessions waiting for a lock that ``holder_pid`` holds; returns how many. A killed server's
+    statement that is already at the database and waits on a lock would still commit once the lock is freed
+    (the database has not noticed its client is gone): ending its session makes the kill land before it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        ended = await conn.fetchval(
+            """WITH blocked AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))
+               SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM blocked""",
+            holder_pid,
+        )
+    finally:
+        await conn.close()
+    return int(ended)
+
+
 class Holder:
     """A transaction of the test's own that holds locks the server will need; released at most once."""
 

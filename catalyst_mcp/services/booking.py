@@ -6,18 +6,27 @@ protective legs it was sent with become orders of ours. Every caller holds the l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
+from typing import Final
 
 from catalyst_mcp.domain.decimals import plain
 from catalyst_mcp.domain.enums import LegKind, Market, OrderRole, OrderStatus
-from catalyst_mcp.domain.fills import new_fills
-from catalyst_mcp.domain.models import BrokerOrder, Fill
+from catalyst_mcp.domain.fills import FillMove, move_of, new_fills
+from catalyst_mcp.domain.models import BrokerOrder, Fill, Position
 from catalyst_mcp.domain.records import OrderRecord
 from catalyst_mcp.ports import Clock
 from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.store import book, orders
 from catalyst_mcp.store.db import Conn, transaction
-from catalyst_mcp.store.orders import LegRow
+from catalyst_mcp.store.orders import LegRow, Moving
+
+
+class Unread:
+    """The caller did not read the position on this hold of the lane."""
+
+
+UNREAD: Final = Unread()
 
 _LEG_ROLE = {LegKind.STOP_LOSS: OrderRole.STOP_LOSS, LegKind.TAKE_PROFIT: OrderRole.TAKE_PROFIT}
 
@@ -38,54 +47,83 @@ class Booking:
     clock: Clock
 
     async def record_answer(
-        self, conn: Conn, order: OrderRecord, answer: BrokerOrder, caller: Caller, *, tool: str
+        self,
+        conn: Conn,
+        order: OrderRecord,
+        answer: BrokerOrder,
+        caller: Caller,
+        *,
+        tool: str,
+        held: Position | Unread | None = UNREAD,
     ) -> OrderRecord:
-        """Record ``answer`` for ``order`` (as currently recorded) in one transaction; returns the order now."""
+        """Record ``answer`` for ``order`` (as currently recorded); returns the order now. ``held``: the
+        symbol's open position as the caller read it on this hold of the lane, when it has not moved since —
+        then a first answer with at most one fill is booked in one statement (which checks that it is still so,
+        else it is booked the long way: one transaction that reads the position first)."""
         now = self.clock.now()
+        protect_with = order.role is OrderRole.ENTRY
+        stop = order.stop_loss if protect_with else None
+        target = order.take_profit if protect_with else None
+        if not isinstance(held, Unread) and order.filled_quantity == 0:
+            fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, set(), now)
+            move = move_of(held, fresh[0]) if len(fresh) == 1 else None
+            if len(fresh) == 0 or (move is not None and not move.turns):
+                at = fresh[0].at if fresh else now
+                moving = Moving(held, move or FillMove(), stop, target, at)
+                booked = await self._record(conn, order, answer, fresh, caller, tool, now, moving)
+                if booked is not None:
+                    return booked
         async with transaction(conn):
             known = await orders.fill_ids(conn, order.order_id) if order.filled_quantity > 0 else set()
             fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
-            protect_with = order.role is OrderRole.ENTRY
             for fill in fresh:
-                await book.apply_fill(
-                    conn,
-                    self.market,
-                    fill,
-                    order.stop_loss if protect_with else None,
-                    order.take_profit if protect_with else None,
-                )
-            booked = sum((f.quantity for f in fresh), Decimal(0))
-            filled = order.filled_quantity + booked
-            status = answer.status
-            if filled < answer.filled_quantity:  # a fill the broker could not price yet: look again later
-                status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
-            avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
-            reason = (
-                "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
-            )
-            legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
-            changed = booked > 0 or status is not order.status or order.broker_order_id is None
-            outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
-            return await orders.record_answer(
-                conn,
-                order,
-                fills=fresh,
-                status=status,
-                broker_order_id=answer.broker_order_id,
-                filled_quantity=filled,
-                avg_fill_price=avg if filled > 0 else None,
-                reject_reason=reason,
-                legs=legs,
-                broker=self.broker_name,
-                changed=changed,
-                audited=caller.entry(
-                    tool,
-                    {"client_order_id": order.client_order_id},
-                    outcome + (f", {len(legs)} protective legs" if legs else ""),
-                    order.cycle_id,
-                ),
-                at=now,
-            )
+                await book.apply_fill(conn, self.market, fill, stop, target)
+            booked = await self._record(conn, order, answer, fresh, caller, tool, now, None)
+            assert booked is not None
+            return booked
+
+    async def _record(
+        self,
+        conn: Conn,
+        order: OrderRecord,
+        answer: BrokerOrder,
+        fresh: tuple[Fill, ...],
+        caller: Caller,
+        tool: str,
+        now: datetime,
+        moving: Moving | None,
+    ) -> OrderRecord | None:
+        booked = sum((f.quantity for f in fresh), Decimal(0))
+        filled = order.filled_quantity + booked
+        status = answer.status
+        if filled < answer.filled_quantity:  # a fill the broker could not price yet: look again later
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
+        avg = answer.avg_fill_price if filled == answer.filled_quantity else _average(order, fresh)
+        reason = "rejected by the broker" if status is OrderStatus.REJECTED and order.reject_reason is None else None
+        legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
+        changed = booked > 0 or status is not order.status or order.broker_order_id is None
+        outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
+        return await orders.record_answer(
+            conn,
+            order,
+            fills=fresh,
+            status=status,
+            broker_order_id=answer.broker_order_id,
+            filled_quantity=filled,
+            avg_fill_price=avg if filled > 0 else None,
+            reject_reason=reason,
+            legs=legs,
+            broker=self.broker_name,
+            changed=changed,
+            audited=caller.entry(
+                tool,
+                {"client_order_id": order.client_order_id},
+                outcome + (f", {len(legs)} protective legs" if legs else ""),
+                order.cycle_id,
+            ),
+            at=now,
+            moving=moving,
+        )
 
     async def record_unsent(
         self,

@@ -35,7 +35,7 @@ from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.risk.limits import RiskLimits
 from catalyst_mcp.services.audit import Caller, audit
-from catalyst_mcp.services.booking import Booking
+from catalyst_mcp.services.booking import UNREAD, Booking
 from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.protection import Levels, Protection
 from catalyst_mcp.services.reading import Reading, SnapshotReader
@@ -378,7 +378,9 @@ class ExecutionService:
                     "call execute_trade again with the same approval"
                 ) from None
         if answer is not None:
-            order = await self.booking.record_answer(conn, order, answer, caller, tool=TOOL)
+            # An entry moves the position the snapshot read on this hold: nothing has moved it since.
+            held = reading.book.positions.get(order.symbol) if order.role is OrderRole.ENTRY else UNREAD
+            order = await self.booking.record_answer(conn, order, answer, caller, tool=TOOL, held=held)
         if levels.any:
             await self.protection.reprotect(conn, order.symbol, levels, caller, tool=TOOL)
         return await self._result(conn, approval, order, replayed=replayed, quote=quote)

@@ -11,14 +11,16 @@ abandoned rather than overwrite someone else's change.
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
 import asyncpg
 
-from catalyst_mcp.domain.enums import Market, PositionSide, Side
+from catalyst_mcp.domain.enums import Market, PositionSide
 from catalyst_mcp.domain.errors import TemporaryFailure
+from catalyst_mcp.domain.fills import FillMove, move_of
 from catalyst_mcp.domain.models import Fill, Position
 from catalyst_mcp.reconcile.plan import SyncPlan
 from catalyst_mcp.reconcile.sides import BookRow, BookSide, book_side
@@ -85,6 +87,59 @@ async def position_of(conn: Conn, market: Market, symbol: str) -> Position | Non
     return None if row is None else position_from_row(row)
 
 
+def move_sql(p: int, *, market: str, symbol: str, when: str = "TRUE") -> str:
+    """Three common table expressions — ``closed``, ``changed`` and ``opened`` (the last two returning the
+    row) — that apply a ``FillMove`` to the positions of the market and symbol given by the SQL expressions
+    ``market`` and ``symbol``, only ``when`` that SQL condition holds; their parameters, from ``$p`` on, are
+    ``move_params``. A move that turns a position to the other side is applied in two statements (the index
+    of open positions admits one per symbol at any moment)."""
+    close, realized, change, quantity, average, stop, target, side, price, at = (f"${p + i}" for i in range(10))
+    return f"""closed AS (
+               UPDATE positions SET status = 'closed', closed_at = {at}, close_reason = 'fill',
+                      realized_pnl = COALESCE(realized_pnl, 0) + {realized}, updated_at = {at}
+               WHERE position_id = {close} AND {when}),
+           changed AS (
+               UPDATE positions SET quantity = {quantity}, avg_entry_price = COALESCE({average}, avg_entry_price),
+                      updated_at = {at}, stop_loss = COALESCE({stop}, stop_loss),
+                      take_profit = COALESCE({target}, take_profit),
+                      realized_pnl = CASE WHEN {average}::numeric IS NULL THEN COALESCE(realized_pnl, 0) + {realized}
+                                          ELSE realized_pnl END
+               WHERE position_id = {change} AND {when} RETURNING *),
+           opened AS (
+               INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, stop_loss, take_profit,
+                                      opened_at, updated_at)
+               SELECT {market}, {symbol}, {side}, {quantity}, {price}, {stop}, {target}, {at}, {at}
+               WHERE {side}::text IS NOT NULL AND {when} RETURNING *)"""
+
+
+def move_params(
+    move: FillMove, stop_loss: Decimal | None, take_profit: Decimal | None, at: datetime
+) -> tuple[object, ...]:
+    """The parameters of ``move_sql`` for ``move``; the order's stop and target apply only where it says."""
+    stop, target = (stop_loss, take_profit) if move.protected else (None, None)
+    opened = None if move.opened is None else move.opened.value
+    return (move.close, move.realized, move.change, move.quantity, move.average, stop, target, opened, move.price, at)
+
+
+def held_sql(p: int, *, market: str, symbol: str) -> str:
+    """A condition that holds while the symbol's open position is the one given by ``$p`` to ``$p+3``
+    (``held_params``: id, side, quantity, average entry; no id: nothing is open)."""
+    return f"""CASE WHEN ${p}::bigint IS NULL
+               THEN NOT EXISTS (SELECT FROM positions WHERE market = {market} AND symbol = {symbol} AND status = 'open')
+               ELSE EXISTS (SELECT FROM positions WHERE position_id = ${p} AND status = 'open' AND side = ${p + 1}
+                            AND quantity = ${p + 2} AND avg_entry_price = ${p + 3}) END"""
+
+
+def held_params(held: Position | None) -> tuple[object, ...]:
+    if held is None:
+        return (None, None, None, None)
+    return (held.position_id, held.side.value, held.quantity, held.avg_entry_price)
+
+
+_APPLY = f"""WITH {move_sql(3, market="$1", symbol="$2")}
+SELECT * FROM changed UNION ALL SELECT * FROM opened"""
+
+
 async def apply_fill(
     conn: Conn, market: Market, fill: Fill, stop_loss: Decimal | None, take_profit: Decimal | None
 ) -> Position | None:
@@ -94,81 +149,14 @@ async def apply_fill(
         market.value,
         fill.symbol,
     )
-    signed_fill = fill.quantity if fill.side is Side.BUY else -fill.quantity
-    if row is None:
-        side = PositionSide.LONG if signed_fill > 0 else PositionSide.SHORT
-        new = await conn.fetchrow(
-            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, stop_loss, take_profit,
-                                      opened_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *""",
-            market.value,
-            fill.symbol,
-            side.value,
-            abs(signed_fill),
-            fill.price,
-            stop_loss,
-            take_profit,
-            fill.at,
+    move = move_of(None if row is None else position_from_row(row), fill)
+    steps = (replace(move, opened=None), replace(move, close=None)) if move.turns else (move,)
+    after = None
+    for step in steps:
+        after = await conn.fetchrow(
+            _APPLY, market.value, fill.symbol, *move_params(step, stop_loss, take_profit, fill.at)
         )
-        assert new is not None
-        return position_from_row(new)
-    held = position_from_row(row)
-    before = held.signed_quantity
-    after = before + signed_fill
-    if after == 0 or (after > 0) != (before > 0):
-        realized = (fill.price - held.avg_entry_price) * min(abs(signed_fill), held.quantity)
-        if held.side is PositionSide.SHORT:
-            realized = -realized
-        await conn.execute(
-            """UPDATE positions SET status = 'closed', closed_at = $2, close_reason = 'fill',
-                      realized_pnl = COALESCE(realized_pnl, 0) + $3, updated_at = $2
-               WHERE position_id = $1""",
-            held.position_id,
-            fill.at,
-            realized,
-        )
-        if after == 0:
-            return None
-        flipped = await conn.fetchrow(
-            """INSERT INTO positions (market, symbol, side, quantity, avg_entry_price, opened_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *""",
-            market.value,
-            fill.symbol,
-            (PositionSide.LONG if after > 0 else PositionSide.SHORT).value,
-            abs(after),
-            fill.price,
-            fill.at,
-        )
-        assert flipped is not None
-        return position_from_row(flipped)
-    if abs(after) > abs(before):
-        avg = (held.avg_entry_price * held.quantity + fill.price * fill.quantity) / abs(after)
-        updated = await conn.fetchrow(
-            """UPDATE positions SET quantity = $2, avg_entry_price = $3, updated_at = $4,
-                      stop_loss = COALESCE($5, stop_loss), take_profit = COALESCE($6, take_profit)
-               WHERE position_id = $1 RETURNING *""",
-            held.position_id,
-            abs(after),
-            avg,
-            fill.at,
-            stop_loss,
-            take_profit,
-        )
-    else:
-        realized = (fill.price - held.avg_entry_price) * fill.quantity
-        if held.side is PositionSide.SHORT:
-            realized = -realized
-        updated = await conn.fetchrow(
-            """UPDATE positions SET quantity = $2, updated_at = $3,
-                      realized_pnl = COALESCE(realized_pnl, 0) + $4
-               WHERE position_id = $1 RETURNING *""",
-            held.position_id,
-            abs(after),
-            fill.at,
-            realized,
-        )
-    assert updated is not None
-    return position_from_row(updated)
+    return None if after is None else position_from_row(after)
 
 
 async def apply_plan(conn: Conn, market: Market, plan: SyncPlan, at: datetime) -> None:

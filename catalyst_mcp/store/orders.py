@@ -16,7 +16,8 @@ from uuid import UUID
 import asyncpg
 
 from catalyst_mcp.domain.enums import CycleMode, CycleState, Market, OrderRole, OrderStatus, OrderType, Side
-from catalyst_mcp.domain.models import Fill
+from catalyst_mcp.domain.fills import FillMove
+from catalyst_mcp.domain.models import Fill, Position
 from catalyst_mcp.domain.records import ActiveCycle, ApprovalRecord, OrderRecord
 from catalyst_mcp.store import approvals, audit, book, views
 from catalyst_mcp.store.approvals import approval_of
@@ -156,6 +157,18 @@ async def upsert_leg(
     return bool(row["inserted"])
 
 
+@dataclass(frozen=True, slots=True)
+class Moving:
+    """The one fill of an answer applied in the answer's own statement: ``move`` computed from ``held``, the
+    symbol's open position as last read on the lane (None: nothing open)."""
+
+    held: Position | None
+    move: FillMove
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    at: datetime
+
+
 _NEW_FILLS: Final = "unnest($4::text[], $5::numeric[], $6::numeric[]) AS f(side, qty, price)"
 
 
@@ -188,22 +201,28 @@ async def record_answer(
     changed: bool,
     audited: AuditEntry,
     at: datetime,
-) -> OrderRecord:
+    moving: Moving | None = None,
+) -> OrderRecord | None:
     """What the broker said of ``order``, in one statement: its new fills, its status and figures, the legs it
     was sent with (each once), and — when something changed or a leg was new — the book's version bumped, the
-    account view carried to it (a buy's cost taken off: ``store/views.py``) and the audit row. The caller moves
-    the book by the fills, in the same transaction."""
+    account view carried to it (a buy's cost taken off: ``store/views.py``) and the audit row. Without
+    ``moving`` the caller moves the book by the fills, in the same transaction. With it the statement also moves
+    the position by its one fill, and does anything at all only while the symbol's open position is still the
+    one it was computed from: None when it was not (nothing was written; book it the long way)."""
     row = await conn.fetchrow(
-        f"""WITH filled AS (
+        f"""WITH ok AS (SELECT NOT $33::boolean OR {book.held_sql(34, market="$15", symbol="$2")} AS yes),
+           filled AS (
                INSERT INTO fills (fill_id, order_id, symbol, side, quantity, price, filled_at)
                SELECT f.id, $1, $2, f.side, f.qty, f.price, f.at
                FROM unnest($3::text[], $4::text[], $5::numeric[], $6::numeric[], $7::timestamptz[])
-                    AS f(id, side, qty, price, at)),
+                    AS f(id, side, qty, price, at)
+               WHERE (SELECT yes FROM ok)),
            updated AS (
                UPDATE orders SET status = $8, broker_order_id = COALESCE($9, broker_order_id),
                       filled_quantity = $10, avg_fill_price = $11,
                       reject_reason = COALESCE($12, reject_reason), updated_at = $13
-               WHERE order_id = $1 RETURNING *),
+               WHERE order_id = $1 AND (SELECT yes FROM ok) RETURNING *),
+           {book.move_sql(38, market="$15", symbol="$2", when="(SELECT yes FROM ok)")},
            legs AS (
                INSERT INTO orders (client_order_id, cycle_id, market, broker, symbol, side, quantity, order_type,
                    limit_price, stop_price, status, broker_order_id, created_at, updated_at, role, parent_order_id)
@@ -212,10 +231,11 @@ async def record_answer(
                       $13, l.role, $1
                FROM unnest($17::text[], $18::text[], $19::numeric[], $20::numeric[], $21::numeric[], $22::text[],
                            $23::text[], $24::text[]) AS l(coid, side, qty, lim, stop, status, bid, role)
+               WHERE (SELECT yes FROM ok)
                ON CONFLICT (client_order_id) DO UPDATE
                    SET broker_order_id = COALESCE(orders.broker_order_id, EXCLUDED.broker_order_id)
                RETURNING (xmax = 0) AS inserted),
-           news AS (SELECT $25::boolean OR EXISTS (SELECT FROM legs WHERE inserted) AS yes),
+           news AS (SELECT (SELECT yes FROM ok) AND ($25::boolean OR EXISTS (SELECT FROM legs WHERE inserted)) AS yes),
            bumped AS ({book.bump_sql("$15", when="(SELECT yes FROM news)")}),
            carried AS ({views.carry_sql("$15", _NEW_FILLS, when="(SELECT yes FROM news)")}),
            audited AS ({audit.insert_sql(26, 14, identity=31, when="(SELECT yes FROM news)")})
@@ -247,8 +267,17 @@ async def record_answer(
         changed,
         *audit.params(audited),
         *audit.identity_params(audited),
+        moving is not None,
+        *book.held_params(None if moving is None else moving.held),
+        *(
+            book.move_params(FillMove(), None, None, at)
+            if moving is None
+            else book.move_params(moving.move, moving.stop_loss, moving.take_profit, moving.at)
+        ),
     )
-    assert row is not None
+    if row is None:
+        assert moving is not None
+        return None
     return _order(row)
 
 

@@ -25,6 +25,7 @@ from tests.crashing import (
     call,
     check_recovery,
     clear_faults,
+    end_sessions_blocked_by,
     fetch,
     holding,
     must,
@@ -131,6 +132,8 @@ async def test_execute_trade_killed_after_the_broker_acted(database_url: str) ->
             )
             await wait_until_blocked_by(database_url, order_lock.pid, within_s=WAIT_S)
             assert sigkill(server)
+            # The booking is one statement: sent before the kill, it would commit once the lock is freed.
+            assert await end_sessions_blocked_by(database_url, order_lock.pid) == 1
     assert "answer" not in outcome, f"the call ended before the kill: {outcome}"
     [still] = await fetch(database_url, ORDER_OF, approval_id)
     assert still["status"] == "pending", "the book recorded the answer before the kill"
