@@ -76,7 +76,11 @@ async def test_a_fill_larger_than_the_position_closes_it_and_opens_the_other_sid
     async with runtime.pool.acquire() as conn, transaction(conn):
         after = await book_store.apply_fill(conn, market, sell, D(1), D(1000))
 
-    assert after is not None and (after.side, after.quantity, after.avg_entry_price) == (PositionSide.SHORT, D(3), price)
+    assert after is not None and (after.side, after.quantity, after.avg_entry_price) == (
+        PositionSide.SHORT,
+        D(3),
+        price,
+    )
     assert (after.stop_loss, after.take_profit) == (None, None)  # an exit's fill does not protect what it opened
     (closed,) = await book.rows("SELECT status, realized_pnl FROM positions WHERE status = 'closed'")
     assert closed["realized_pnl"] == 2 * 5
