@@ -148,16 +148,13 @@ class SnapshotReader:
         )
         account: Account | None = asked_account or book.account_view
         quote: Quote | None = known_quote or asked_quote or book.quote_view
-        late_account = account is None
-        late_quote = quote is None and not ask_quote
-        if late_account or late_quote:  # the views could not answer after all: ask the broker now
-            late = await concurrently(
-                broker.get_account if late_account else nothing, read_quote if late_quote else nothing
+        quote_missing = quote is None and not ask_quote  # an unknown symbol, when asked, stays without a quote
+        if account is None or quote_missing:  # the views could not answer after all: ask the broker now
+            late_account, late_quote = await concurrently(
+                broker.get_account if account is None else nothing, read_quote if quote_missing else nothing
             )
-            account = late[0] if late_account else account
-            quote = late[1] if late_quote else quote
-            asked_account = late[0] if late_account else asked_account
-            asked_quote = late[1] if late_quote else asked_quote
+            account, asked_account = account or late_account, asked_account or late_account
+            quote, asked_quote = quote or late_quote, asked_quote or late_quote
         assert account is not None
         kept_account = asked_account if account_reuse > timedelta(0) else None
         kept_quote = asked_quote if quote_reuse > timedelta(0) else None

@@ -7,6 +7,7 @@ drops the ``protocol_mode`` parametrisation below.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -16,6 +17,10 @@ import pytest
 from mcp import Client
 
 from catalyst_mcp.bootstrap import Runtime
+from catalyst_mcp.domain.enums import OrderRole
+from catalyst_mcp.domain.records import ApprovalRecord, OrderRecord
+from catalyst_mcp.store import orders
+from catalyst_mcp.store.audit import AuditEntry
 
 # Every table a tool may write a business row to (the audit trail is deliberately not listed).
 BUSINESS_TABLES = (
@@ -146,3 +151,21 @@ class Book:
 @pytest.fixture
 def book(runtime: Runtime) -> Book:
     return Book(runtime.pool)
+
+
+async def record_unsent(runtime: Runtime, approval_id: str) -> tuple[ApprovalRecord, OrderRecord]:
+    """The approval's order recorded as pending, as if execute_trade stopped between recording and sending."""
+    async with runtime.pool.acquire() as conn:
+        found = await orders.execution_of(conn, uuid.UUID(approval_id), "nobody", runtime.profile.market)
+        approval = found.approval
+        assert approval is not None
+        order = await orders.record_intent(
+            conn,
+            client_order_id=f"cat-{approval.approval_id.hex}",
+            approval=approval,
+            role=OrderRole.ENTRY,
+            broker="sim",
+            at=runtime.clock.now(),
+            audited=AuditEntry("test", "test", "execute_trade", {}, "recorded", None),
+        )
+    return approval, order

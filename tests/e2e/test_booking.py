@@ -5,7 +5,6 @@ opens the other."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -14,15 +13,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from catalyst_mcp.bootstrap import Runtime
-from catalyst_mcp.domain.enums import OrderRole, PositionSide, Side
+from catalyst_mcp.domain.enums import PositionSide, Side
 from catalyst_mcp.domain.models import Fill
 from catalyst_mcp.markets.clocks import FixedClock
 from catalyst_mcp.services.audit import Caller
 from catalyst_mcp.services.booking import Booking
 from catalyst_mcp.store import book as book_store
-from catalyst_mcp.store import orders
-from catalyst_mcp.store.audit import AuditEntry
 from catalyst_mcp.store.db import transaction
+from tests.e2e.conftest import record_unsent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Book, Tools
@@ -38,19 +36,8 @@ async def test_an_answer_computed_from_a_position_that_moved_is_booked_the_long_
     clock.advance(timedelta(seconds=61))  # past the duplicate window
     decision = await tools.approve(None, "AAPL", "3")
     market = runtime.profile.market
+    approval, order = await record_unsent(runtime, decision["approval_id"])
     async with runtime.pool.acquire() as conn:
-        found = await orders.execution_of(conn, uuid.UUID(decision["approval_id"]), "nobody", market)
-        approval = found.approval
-        assert approval is not None
-        order = await orders.record_intent(
-            conn,
-            client_order_id=f"cat-{approval.approval_id.hex}",
-            approval=approval,
-            role=OrderRole.ENTRY,
-            broker="sim",
-            at=runtime.clock.now(),
-            audited=AuditEntry("test", "test", "execute_trade", {}, "recorded", None),
-        )
         answer = await runtime.broker.submit_order(approval.intent, order.client_order_id)
         held = await book_store.position_of(conn, market, "AAPL")
         assert held is not None and held.quantity == 5

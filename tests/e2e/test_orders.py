@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -13,10 +12,8 @@ from mcp import Client
 from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.brokers.sim_controls import SimControls
 from catalyst_mcp.brokers.simulated import SimExchange
-from catalyst_mcp.domain.enums import OrderRole
 from catalyst_mcp.markets.clocks import FixedClock
-from catalyst_mcp.store import orders
-from catalyst_mcp.store.audit import AuditEntry
+from tests.e2e.conftest import record_unsent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Book, Tools
@@ -156,19 +153,7 @@ async def test_an_order_recorded_but_never_sent_is_cancelled_here_and_can_never_
     tools: Tools, book: Book, runtime: Runtime
 ) -> None:
     decision = await tools.approve(None, "AAPL", "5")
-    async with runtime.pool.acquire() as conn:  # as if execute_trade stopped between recording and sending
-        found = await orders.execution_of(conn, uuid.UUID(decision["approval_id"]), "nobody", runtime.profile.market)
-        approval = found.approval
-        assert approval is not None
-        order = await orders.record_intent(
-            conn,
-            client_order_id=f"cat-{approval.approval_id.hex}",
-            approval=approval,
-            role=OrderRole.ENTRY,
-            broker="sim",
-            at=runtime.clock.now(),
-            audited=AuditEntry("test", "test", "execute_trade", {}, "recorded", None),
-        )
+    _, order = await record_unsent(runtime, decision["approval_id"])
 
     result = await tools.ok("cancel_order", {"order_id": order.order_id})
 
