@@ -71,13 +71,12 @@ class ApprovalService:
         trading."""
         limits = self.limits
         cycle_id = cycle.cycle_id if cycle is not None else None
-        async with self.lane.hold() as conn:
-            reading = await self.reader.read(
-                conn,
-                intent,
-                cycle_mode=cycle.mode if cycle is not None else None,
-                agent_id=self.agent_id if cycle is None else None,
-            )
+        async with self.reader.holding(
+            self.lane,
+            intent,
+            cycle_mode=cycle.mode if cycle is not None else None,
+            agent_id=self.agent_id if cycle is None else None,
+        ) as (conn, reading):
             if cycle is None:
                 refuse_outside_own_cycle(
                     "check_risk",

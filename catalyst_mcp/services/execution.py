@@ -191,8 +191,11 @@ class ExecutionService:
         consent: Consent = Consent.NOT_ASKED,
         confirmation: str | None = None,
     ) -> ExecutionResult:
-        async with self.lane.hold() as conn:
-            found = await orders.execution_of(conn, approval_id, self.agent_id, self.market)
+        async def query() -> tuple[str, tuple[object, ...]]:
+            return orders.execution_query(approval_id, self.agent_id, self.market)
+
+        async with self.lane.hold_reading(query) as (conn, row):
+            found = orders.execution_from(row)
             approval, order = found.approval, found.order
             if approval is None or approval.market is not self.market:
                 raise InvalidInput(f"unknown approval {approval_id}: run check_risk first")

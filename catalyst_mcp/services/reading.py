@@ -6,7 +6,8 @@ and at execution alike."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +22,7 @@ from catalyst_mcp.risk.engine import RiskSnapshot
 from catalyst_mcp.store import book_snapshot, trading_state, views
 from catalyst_mcp.store.book_snapshot import BookSnapshot
 from catalyst_mcp.store.db import Conn
+from catalyst_mcp.store.lane import Lane
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,18 @@ class _Hints:
 
 
 @dataclass(frozen=True, slots=True)
+class _Plan:
+    """A read's times, what to ask the broker alongside the book, and the book's statement."""
+
+    wall: datetime
+    market_now: datetime
+    ask_account: bool
+    ask_quote: bool
+    at_execution: bool  # the re-check of an approval (its own reservation left out)
+    query: tuple[str, tuple[object, ...]]
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotReader:
     profile: MarketProfile
     clock: Clock
@@ -110,29 +124,105 @@ class SnapshotReader:
         """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement, and it
         brings the account and the quote as the broker last said them while they are recent and still true
         (``store/views.py``); only what it cannot answer is asked of the broker, and kept for the next reads."""
-        profile, broker, market_data, hints = self.profile, self.broker, self.market_data, self.hints
+        plan = await self._plan(intent, exclude_approval, known_quote, agent_id)
+        broker = self.broker
+
+        async def read_book() -> BookSnapshot:
+            sql, args = plan.query
+            row = await conn.fetchrow(sql, *args)
+            assert row is not None
+            return book_snapshot.snapshot_of(row, intent.symbol)
+
+        async def nothing() -> None:
+            return None
+
+        async def read_quote() -> Quote | None:
+            return await self.market_data.get_quote(intent.symbol)
+
+        book, is_open, asked_account, asked_quote = await concurrently(
+            read_book,
+            broker.is_market_open,
+            broker.get_account if plan.ask_account else nothing,
+            read_quote if plan.ask_quote else nothing,
+        )
+        return await self._complete(
+            conn, plan, intent, book, is_open, asked_account, asked_quote, cycle_mode, known_quote, approved_reference
+        )
+
+    @asynccontextmanager
+    async def holding(
+        self, lane: Lane, intent: OrderIntent, *, cycle_mode: CycleMode | None, agent_id: str | None
+    ) -> AsyncIterator[tuple[Conn, Reading]]:
+        """Hold ``lane`` and read: yields its connection and the reading. When the kept views are expected to
+        answer, the book's statement takes the lane's lock itself (``Lane.hold_reading``): one round trip;
+        otherwise the lock comes first and the broker is asked while the book is read."""
+        hints, wall = self.hints, self.clock.now()
+        if hints.expired(hints.account_read, wall, self.account_reuse) or hints.expired(
+            hints.quotes_read.get(intent.symbol), wall, self.quote_reuse
+        ):
+            async with lane.hold() as conn:
+                yield conn, await self.read(conn, intent, cycle_mode=cycle_mode, agent_id=agent_id)
+            return
+        planned: list[_Plan] = []
+
+        async def query() -> tuple[str, tuple[object, ...]]:
+            planned.append(await self._plan(intent, None, None, agent_id))
+            return planned[-1].query
+
+        async with lane.hold_reading(query) as (conn, row):
+            plan = planned[-1]
+            book = book_snapshot.snapshot_of(row, intent.symbol)
+            is_open = await self.broker.is_market_open()
+            yield conn, await self._complete(conn, plan, intent, book, is_open, None, None, cycle_mode, None, None)
+
+    async def _plan(
+        self, intent: OrderIntent, exclude_approval: UUID | None, known_quote: Quote | None, agent_id: str | None
+    ) -> _Plan:
+        profile, hints = self.profile, self.hints
         wall = self.clock.now()
-        market_now = await broker.now()
+        market_now = await self.broker.now()
         local = market_now.astimezone(profile.timezone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         account_reuse, quote_reuse = self.account_reuse, self.quote_reuse
-        ask_account = hints.expired(hints.account_read, wall, account_reuse)
-        ask_quote = known_quote is None and hints.expired(hints.quotes_read.get(intent.symbol), wall, quote_reuse)
+        query = book_snapshot.snapshot_query(
+            profile.market,
+            now=wall,
+            day_start=day_start,
+            trading_day=local.date(),
+            recent_since=wall - self.duplicate_window,
+            exclude_approval=exclude_approval,
+            agent_id=agent_id,
+            symbol=intent.symbol,
+            account_since=wall - account_reuse if account_reuse > timedelta(0) else None,
+            quote_since=wall - quote_reuse if quote_reuse > timedelta(0) else None,
+        )
+        return _Plan(
+            wall,
+            market_now,
+            hints.expired(hints.account_read, wall, account_reuse),
+            known_quote is None and hints.expired(hints.quotes_read.get(intent.symbol), wall, quote_reuse),
+            exclude_approval is not None,
+            query,
+        )
 
-        async def read_book() -> BookSnapshot:
-            return await book_snapshot.read_book_snapshot(
-                conn,
-                profile.market,
-                now=wall,
-                day_start=day_start,
-                trading_day=local.date(),
-                recent_since=wall - self.duplicate_window,
-                exclude_approval=exclude_approval,
-                agent_id=agent_id,
-                symbol=intent.symbol,
-                account_since=wall - account_reuse if account_reuse > timedelta(0) else None,
-                quote_since=wall - quote_reuse if quote_reuse > timedelta(0) else None,
-            )
+    async def _complete(
+        self,
+        conn: Conn,
+        plan: _Plan,
+        intent: OrderIntent,
+        book: BookSnapshot,
+        is_open: bool,
+        asked_account: Account | None,
+        asked_quote: Quote | None,
+        cycle_mode: CycleMode | None,
+        known_quote: Quote | None,
+        approved_reference: Decimal | None,
+    ) -> Reading:
+        """The reading, from the book and what the broker was asked: what the views could not answer after all
+        is asked now; what was asked is kept."""
+        profile, broker, market_data, hints = self.profile, self.broker, self.market_data, self.hints
+        wall, market_now = plan.wall, plan.market_now
+        local = market_now.astimezone(profile.timezone)
 
         async def nothing() -> None:
             return None
@@ -140,15 +230,9 @@ class SnapshotReader:
         async def read_quote() -> Quote | None:
             return await market_data.get_quote(intent.symbol)
 
-        book, is_open, asked_account, asked_quote = await concurrently(
-            read_book,
-            broker.is_market_open,
-            broker.get_account if ask_account else nothing,
-            read_quote if ask_quote else nothing,
-        )
         account: Account | None = asked_account or book.account_view
         quote: Quote | None = known_quote or asked_quote or book.quote_view
-        quote_missing = quote is None and not ask_quote  # an unknown symbol, when asked, stays without a quote
+        quote_missing = quote is None and not plan.ask_quote  # an unknown symbol, when asked, stays without a quote
         if account is None or quote_missing:  # the views could not answer after all: ask the broker now
             late_account, late_quote = await concurrently(
                 broker.get_account if account is None else nothing, read_quote if quote_missing else nothing
@@ -156,8 +240,8 @@ class SnapshotReader:
             account, asked_account = account or late_account, asked_account or late_account
             quote, asked_quote = quote or late_quote, asked_quote or late_quote
         assert account is not None
-        kept_account = asked_account if account_reuse > timedelta(0) else None
-        kept_quote = asked_quote if quote_reuse > timedelta(0) else None
+        kept_account = asked_account if self.account_reuse > timedelta(0) else None
+        kept_quote = asked_quote if self.quote_reuse > timedelta(0) else None
         if kept_account is not None or kept_quote is not None:
             await views.keep(
                 conn,
@@ -194,6 +278,6 @@ class SnapshotReader:
             approved_reference=approved_reference,
             approvals=book.approvals,
             cycle_mode=cycle_mode,
-            at_execution=exclude_approval is not None,
+            at_execution=plan.at_execution,
         )
         return Reading(snapshot, book)

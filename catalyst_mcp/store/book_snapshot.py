@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Final
 from uuid import UUID
 
+import asyncpg
+
 from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, TradingState
 from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.domain.records import ActiveCycle
@@ -84,8 +86,7 @@ class BookSnapshot:
     quote_read_at: datetime | None = None
 
 
-async def read_book_snapshot(
-    conn: Conn,
+def snapshot_query(
     market: Market,
     *,
     now: datetime,
@@ -97,15 +98,15 @@ async def read_book_snapshot(
     symbol: str | None = None,
     account_since: datetime | None = None,
     quote_since: datetime | None = None,
-) -> BookSnapshot:
-    """One statement. ``recent_since``: how far back today's orders are listed one by one (the duplicate
-    window); the last minute and the day are counts. Outstanding approvals come grouped by symbol and side.
-    ``exclude_approval``: the approval being executed (its own reservation and its own order, when a replay
-    resumes one, are not counted against it). The account and ``symbol``'s quote as the broker last said
-    them come along while they were read since ``account_since`` and ``quote_since`` and are still true
-    (``store/views.py``); None otherwise."""
-    row = await conn.fetchrow(
-        _SNAPSHOT,
+) -> tuple[str, tuple[object, ...]]:
+    """The one statement that reads the snapshot, and its parameters (``Lane.hold_reading`` can take the
+    lane's lock with it; ``snapshot_of`` makes its row a snapshot). ``recent_since``: how far back today's
+    orders are listed one by one (the duplicate window); the last minute and the day are counts. Outstanding
+    approvals come grouped by symbol and side. ``exclude_approval``: the approval being executed (its own
+    reservation and its own order, when a replay resumes one, are not counted against it). The account and
+    ``symbol``'s quote as the broker last said them come along while they were read since ``account_since``
+    and ``quote_since`` and are still true (``store/views.py``); None otherwise."""
+    args = (
         market.value,
         now,
         day_start,
@@ -117,7 +118,11 @@ async def read_book_snapshot(
         account_since,
         quote_since,
     )
-    assert row is not None
+    return _SNAPSHOT, args
+
+
+def snapshot_of(row: asyncpg.Record, symbol: str | None) -> BookSnapshot:
+    """The snapshot from the row of ``snapshot_query``."""
     long_, short = PositionSide.LONG, PositionSide.SHORT
     positions = {
         p[1]: Position(p[0], p[1], long_ if p[2] == "long" else short, p[3], p[4], p[5], p[6], p[7])

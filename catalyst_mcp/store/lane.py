@@ -9,15 +9,20 @@ session. Releasing always unlocks on the same connection; a connection whose sta
 instead, which frees the lock just as surely. The unlock runs in a task of its own once the holder is done, so
 the holder's answer does not wait for that round trip; the next caller of this process waits for it (the
 queue is freed only once the lock is), and another process's caller is granted the lock as soon as it is.
+
+A holder whose work starts with a one-row read can have the lock taken by that read (``hold_reading``): one
+statement tries the lock and reads, and the read counts only if no transaction ended between the statement's
+snapshot and the grant (``lane_fresh_snapshot``, migration 0012, ADR 0013); otherwise it is read again under
+the lock, and a lock not granted at once is waited for as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import asyncpg
@@ -33,6 +38,25 @@ LANE_NAMESPACE: Final = 0x0CA8
 _MARKET_KEYS: Final = {Market.US: 1, Market.HK: 2}
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+Query = Callable[[], Awaitable[tuple[str, Sequence[Any]]]]  # a one-row read, as SQL and its parameters, made now
+
+
+def _trying(sql: str, count: int) -> str:
+    """``sql`` (a SELECT of at most one row, parameters ``$1`` to ``$count``) read by the statement that tries
+    the lane's lock (``$count+1``, ``$count+2``): its columns, and whether the lock was granted (``lane_got``)
+    and nothing ended since the statement's snapshot was taken (``lane_current``). The read's columns are null
+    when it found no row."""
+    key = count + 1
+    return f"""WITH lane_lock AS MATERIALIZED (SELECT pg_try_advisory_lock(${key}, ${key + 1}) AS got),
+    lane_seen AS MATERIALIZED (
+        SELECT got, CASE WHEN got THEN lane_fresh_snapshot() END AS fresh FROM lane_lock)
+SELECT lane_seen.got AS lane_got, lane_seen.fresh = pg_current_snapshot()::text AS lane_current, lane_read.*
+FROM lane_seen LEFT JOIN ({sql}) AS lane_read ON TRUE"""
+
+
+def _again(sql: str) -> str:
+    """``sql`` read alone, in the same shape as ``_trying`` reads it (one row, nulls when it found none)."""
+    return f"SELECT lane_read.* FROM (SELECT) AS one LEFT JOIN ({sql}) AS lane_read ON TRUE"
 
 
 class Lane:
@@ -50,6 +74,22 @@ class Lane:
     async def hold(self) -> AsyncIterator[asyncpg.Connection]:
         """Hold the lane: yields the lane's connection with the market's lock held by it. Waiting longer than
         the lane's wait time raises ``TemporaryFailure`` (the lane is busy: nothing was done)."""
+        async with self._holding(None) as (conn, _):
+            yield conn
+
+    @asynccontextmanager
+    async def hold_reading(self, query: Query) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Record]]:
+        """Hold the lane, its lock taken by the holder's first read: yields the lane's connection and the row of
+        the read ``query`` makes (a SELECT of one row at most; its columns are all null when it found none) as
+        read under the lock. The read is made once this process's queue reached the caller. One round trip when
+        the lock is free and no transaction ended meanwhile; otherwise the lock is taken as ``hold`` takes it
+        and the read is made again."""
+        async with self._holding(query) as (conn, row):
+            assert row is not None
+            yield conn, row
+
+    @asynccontextmanager
+    async def _holding(self, query: Query | None) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Record | None]]:
         try:
             self._queue.acquire_nowait()
         except anyio.WouldBlock:
@@ -60,15 +100,41 @@ class Lane:
         handed_over = False
         try:
             async with reaching_the_database():
-                conn = await self._acquire_lock()
+                conn = await self._connection()
+                row = await self._lock_and_read(conn, query)
                 try:
-                    yield conn
+                    yield conn, row
                 finally:
                     self._release_later(conn)
                     handed_over = True
         finally:
             if not handed_over:
                 self._queue.release()
+
+    async def _lock_and_read(self, conn: asyncpg.Connection, query: Query | None) -> asyncpg.Record | None:
+        """Take the market's lock on ``conn`` (and make ``query``'s read under it, when given). Uncontended, the
+        lock is granted at once; otherwise it is waited for, for at most the lane's wait time."""
+        key = (LANE_NAMESPACE, _MARKET_KEYS[self.market])
+        try:
+            if query is None:
+                got, current, row = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key), True, None
+            else:
+                sql, args = await query()
+                row = await conn.fetchrow(_trying(sql, len(args)), *args, *key)
+                assert row is not None
+                got, current = row["lane_got"], row["lane_current"]
+            if not got:
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", *key, timeout=self._wait)
+            if query is not None and not (got and current):  # read before the grant: read again under the lock
+                sql, args = await query()
+                row = await conn.fetchrow(_again(sql), *args)
+        except TimeoutError:
+            self._discard(conn)
+            raise self._busy() from None
+        except BaseException:
+            self._discard(conn)  # the lock may or may not have been granted: end the session to be sure
+            raise
+        return row
 
     def _release_later(self, conn: asyncpg.Connection) -> None:
         """Unlock ``conn`` and then free the queue, in a task of its own (kept until done)."""
@@ -94,21 +160,6 @@ class Lane:
 
     def _busy(self) -> TemporaryFailure:
         return TemporaryFailure(f"the {self.market.value} order lane stayed busy for {self._wait:g} s; try again")
-
-    async def _acquire_lock(self) -> asyncpg.Connection:
-        conn = await self._connection()
-        key = (LANE_NAMESPACE, _MARKET_KEYS[self.market])
-        try:
-            # Uncontended, the lock is granted at once; otherwise wait for it, for at most the lane's wait time.
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key):
-                await conn.execute("SELECT pg_advisory_lock($1, $2)", *key, timeout=self._wait)
-        except TimeoutError:
-            self._discard(conn)
-            raise self._busy() from None
-        except BaseException:
-            self._discard(conn)  # the lock may or may not have been granted: end the session to be sure
-            raise
-        return conn
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
