@@ -124,11 +124,15 @@ async def test_a_read_whose_snapshot_predates_a_commit_made_before_the_grant_is_
     trying = lane_module._trying
 
     def gated(sql: str, count: int) -> str:
-        return trying(sql, count).replace(
-            "WITH lane_lock AS MATERIALIZED (SELECT pg_try_advisory_lock",
-            f"WITH gate AS MATERIALIZED (SELECT pg_advisory_lock({GATE}, 0) IS NOT NULL AS gated),"
-            " lane_lock AS MATERIALIZED (SELECT gated AND pg_try_advisory_lock",
-        ).replace("AS got),", "AS got FROM gate),", 1)
+        return (
+            trying(sql, count)
+            .replace(
+                "WITH lane_lock AS MATERIALIZED (SELECT pg_try_advisory_lock",
+                f"WITH gate AS MATERIALIZED (SELECT pg_advisory_lock({GATE}, 0) IS NOT NULL AS gated),"
+                " lane_lock AS MATERIALIZED (SELECT gated AND pg_try_advisory_lock",
+            )
+            .replace("AS got),", "AS got FROM gate),", 1)
+        )
 
     monkeypatch.setattr(lane_module, "_trying", gated)
     rows: list[asyncpg.Record] = []
