@@ -6,9 +6,12 @@
 #
 # Runs the peer, then this server (.venv/bin/catalyst-mcp serve on a fresh temporary data dir), both with the
 # same -n, prints both tables and ends with one line:
-#   summary: order_ratio=… order_requests=… connect_ratio=… read_ratio=…
+#   summary: order_ratio=… order_requests=… connect_ratio=… read_ratio=… floor_ratio=…
 # order_ratio = our order p50 / the peer's, order_requests = our emulator requests per order, connect_ratio = our
-# connect / the peer's, read_ratio = our positions (get_portfolio) p50 / the peer's (get_all_positions).
+# connect / the peer's, read_ratio = our positions (get_portfolio) p50 / the peer's (get_all_positions),
+# floor_ratio = the floor's order p50 / the peer's: bench/floor_server.py, this server with two tools doing only
+# what no check_risk + execute_trade can do without (a read under the lane each, three durable commits, the
+# submit), run third.
 # Env: PEER_PYTHON, BENCH_PYTHON (default $HOME/.venvs/{peer,bench}/bin/python), PEER_DIR (the harness's dir).
 set -euo pipefail
 
@@ -90,18 +93,24 @@ run_harness() {
     echo
 }
 
+ours_env=(
+    --env "CATALYST_DATA_DIR=$data" --env "HOME=$data" --env CATALYST_BROKER=alpaca
+    --env 'CATALYST_ALPACA_URL={url}' --env 'CATALYST_ALPACA_DATA_URL={url}'
+    --env APCA_API_KEY_ID=bench-key --env APCA_API_SECRET_KEY=bench-secret
+    --env CATALYST_RISK__DUPLICATE_WINDOW_SECONDS=0 --env CATALYST_RISK__MAX_ORDERS_PER_MINUTE=100000
+    --env CATALYST_RISK__MAX_TRADES_PER_DAY=100000 --env CATALYST_RISK__MAX_POSITION_VALUE=10000000
+    --env CATALYST_RISK__MAX_POSITION_PCT_OF_EQUITY=100 --env CATALYST_RISK__MIN_REWARD_RISK=0
+)
 run_harness peer
-run_harness ours --label ours \
-    --server-cmd "$server serve" \
-    --env "CATALYST_DATA_DIR=$data" --env "HOME=$data" --env CATALYST_BROKER=alpaca \
-    --env 'CATALYST_ALPACA_URL={url}' --env 'CATALYST_ALPACA_DATA_URL={url}' \
-    --env APCA_API_KEY_ID=bench-key --env APCA_API_SECRET_KEY=bench-secret \
-    --env CATALYST_RISK__DUPLICATE_WINDOW_SECONDS=0 --env CATALYST_RISK__MAX_ORDERS_PER_MINUTE=100000 \
-    --env CATALYST_RISK__MAX_TRADES_PER_DAY=100000 --env CATALYST_RISK__MAX_POSITION_VALUE=10000000 \
-    --env CATALYST_RISK__MAX_POSITION_PCT_OF_EQUITY=100 --env CATALYST_RISK__MIN_REWARD_RISK=0 \
+run_harness ours --label ours --server-cmd "$server serve" "${ours_env[@]}" \
     --call account=get_portfolio --call positions=get_portfolio --call orders=get_orders \
     --call 'order=check_risk:{"symbol":"AAPL","side":"buy","quantity":"1","order_type":"market","stop_loss":"185"}' \
     --call 'order=execute_trade:{"approval_id":"{prev[approval_id]}"}'
+# The floor: the same server with two tools that do only what no check_risk + execute_trade can skip.
+run_harness floor --label floor --server-cmd "$ours_python $here/floor_server.py" "${ours_env[@]}" \
+    --connect-runs 1 \
+    --call 'order=floor_check:{"symbol":"AAPL","side":"buy","quantity":"1","stop_loss":"185"}' \
+    --call 'order=floor_execute:{"approval_id":"{prev[approval_id]}"}'
 
 # The value of KEY on the harness's last "summary:" line of a run.
 summary_value() {
@@ -136,11 +145,13 @@ ours_order=$(summary_value ours ours_order_p50_ms)
 ours_read=$(summary_value ours ours_positions_p50_ms)
 ours_connect=$(summary_value ours ours_connect_ms)
 ours_order_requests=$(emu_requests ours order)
+floor_order=$(summary_value floor floor_order_p50_ms)
 for pair in "peer order p50:$peer_order" "peer positions p50:$peer_read" "peer connect:$peer_connect" \
     "our order p50:$ours_order" "our positions p50:$ours_read" "our connect:$ours_connect" \
-    "our emu req per order:$ours_order_requests"; do
+    "our emu req per order:$ours_order_requests" "floor order p50:$floor_order"; do
     require "${pair%%:*}" "${pair#*:}"
 done
 
 echo "summary: order_ratio=$(ratio "$ours_order" "$peer_order") order_requests=$ours_order_requests" \
-    "connect_ratio=$(ratio "$ours_connect" "$peer_connect") read_ratio=$(ratio "$ours_read" "$peer_read")"
+    "connect_ratio=$(ratio "$ours_connect" "$peer_connect") read_ratio=$(ratio "$ours_read" "$peer_read")" \
+    "floor_ratio=$(ratio "$floor_order" "$peer_order")"

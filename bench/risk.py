@@ -4,7 +4,10 @@ streamable HTTP (a server process started by this script against a temporary emb
     .venv/bin/python bench/risk.py [--calls 300] [--warmup 30]
 
 Prints a table and ends with one machine-readable line:
-``summary: inproc_p50_ms=… http_p50_ms=… http_noop_p50_ms=… http_ratio=… http_raw_ratio=…`` (http_ratio = check_risk
+``summary: inproc_p50_ms=… http_p50_ms=… http_noop_p50_ms=… http_ratio=… http_raw_ratio=… floor_ratio=…``
+(floor_ratio = ``floor_check``'s p50 (``bench/floor_server.py``) over the no-op's, over HTTP: a read of the risk
+snapshot under the execution lane and one durable row, the least a check_risk of this design does; http_ratio =
+check_risk
 p50 over the no-op p50, both over HTTP with the client's default protocol, 2026-07-28, through ``Client.call_tool``,
 which checks every result against the tool's output schema in pure Python; http_raw_ratio = the same without that
 client-side check, i.e. what the server and the transport cost. The legacy 2025-11-25 rows are for comparison).
@@ -35,12 +38,17 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolRequest, CallToolRequestParams, CallToolResult, ToolAnnotations
 from pydantic import BaseModel
 
-from catalyst_mcp.bootstrap import open_runtime
+from catalyst_mcp.bootstrap import Runtime, open_runtime
 from catalyst_mcp.config import load_settings
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.server.http import serve_app
 from catalyst_mcp.server.toolkit import Serving
 from catalyst_mcp.store.embedded import ensure_embedded_postgres, stop_embedded_postgres
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the floor tools live in a sibling script
+
+from bench.floor_server import TABLE as FLOOR_TABLE
+from bench.floor_server import with_floor
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
@@ -68,20 +76,25 @@ async def noop() -> NoopOut:
     return NoopOut(ok=True)
 
 
-def with_noop(server: MCPServer[Serving]) -> MCPServer[Serving]:
+def with_noop(server: MCPServer[Serving], rt: Runtime) -> MCPServer[Serving]:
+    """``server`` with the no-op tool, and the floor tools (``bench/floor_server.py``): floor_check is the least
+    any check_risk of this design does."""
     hints = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
     server.add_tool(noop, annotations=hints, structured_output=True)
-    return server
+
+    return with_floor(server, rt)
 
 
 # --- the server process ----------------------------------------------------------------------------------------
 
 
 async def serve() -> None:
-    """The HTTP server measured: the product's server plus the no-op tool, on a socket bound here (port 0)."""
+    """The HTTP server measured: the product's server plus the no-op and floor tools, on a socket bound here
+    (port 0)."""
     settings = load_settings()
     async with open_runtime(settings) as rt:
-        app = with_noop(build_server(settings, runtime=rt)).streamable_http_app(host=HOST)
+        await rt.pool.execute(FLOOR_TABLE)
+        app = with_noop(build_server(settings, runtime=rt), rt).streamable_http_app(host=HOST)
         await serve_app(app, HOST, 0, "WARNING")
 
 
@@ -118,6 +131,11 @@ async def measure(client: Client, transport: str, calls: int, warmup: int) -> li
         assert not result.is_error, result.content
         return result
 
+    async def call_floor() -> Any:
+        result = await client.call_tool("floor_check", {**risk_args, "quantity": "10"})
+        assert not result.is_error, result.content
+        return result
+
     async def raw(name: str, arguments: dict[str, Any]) -> Any:
         """The call without the client's own check of the result against the tool's output schema (pure-Python
         jsonschema in this process): what the server and the transport cost."""
@@ -139,6 +157,7 @@ async def measure(client: Client, transport: str, calls: int, warmup: int) -> li
         "check_risk": check_risk,
         "noop/raw": raw_noop,
         "check_risk/raw": raw_check_risk,
+        "floor": call_floor,
     }
     samples: dict[str, list[float]] = {name: [] for name in tools}
     for i in range(warmup + calls):
@@ -153,8 +172,10 @@ async def measure(client: Client, transport: str, calls: int, warmup: int) -> li
 async def in_process(database_url: str, calls: int, warmup: int) -> list[Row]:
     os.environ.update(LIMITS)
     settings = load_settings(database_url=database_url, log_level="WARNING")
-    async with open_runtime(settings) as rt, Client(with_noop(build_server(settings, runtime=rt))) as client:
-        return await measure(client, "in-process", calls, warmup)
+    async with open_runtime(settings) as rt:
+        await rt.pool.execute(FLOOR_TABLE)
+        async with Client(with_noop(build_server(settings, runtime=rt), rt)) as client:
+            return await measure(client, "in-process", calls, warmup)
 
 
 def wait_for_url(proc: subprocess.Popen[str]) -> str:
@@ -234,9 +255,10 @@ def report(rows: list[Row]) -> str:
     http = by[("http", "check_risk")].percentile(50)
     http_noop = by[("http", "noop")].percentile(50)
     raw = by[("http", "check_risk/raw")].percentile(50) / by[("http", "noop/raw")].percentile(50)
+    floor = by[("http", "floor")].percentile(50)
     lines.append(
         f"summary: inproc_p50_ms={inproc:.2f} http_p50_ms={http:.2f} http_noop_p50_ms={http_noop:.2f}"
-        f" http_ratio={http / http_noop:.2f} http_raw_ratio={raw:.2f}"
+        f" http_ratio={http / http_noop:.2f} http_raw_ratio={raw:.2f} floor_ratio={floor / http_noop:.2f}"
     )
     return "\n".join(lines)
 
