@@ -38,10 +38,10 @@ from catalyst_mcp.services.audit import Caller, audit
 from catalyst_mcp.services.booking import UNREAD, Booking
 from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.protection import Levels, Protection
-from catalyst_mcp.services.reading import Reading, SnapshotReader
+from catalyst_mcp.services.reading import Plan, Reading, SnapshotReader
 from catalyst_mcp.services.workflow import refuse_outside_own_cycle
 from catalyst_mcp.store import approvals, book_snapshot, orders
-from catalyst_mcp.store.db import Conn, Database, transaction
+from catalyst_mcp.store.db import Conn, Database, Row, transaction
 from catalyst_mcp.store.lane import Lane
 
 TOOL = "execute_trade"
@@ -191,8 +191,12 @@ class ExecutionService:
         consent: Consent = Consent.NOT_ASKED,
         confirmation: str | None = None,
     ) -> ExecutionResult:
+        plans: list[Plan] = []
+
         async def query() -> tuple[str, tuple[object, ...]]:
-            return orders.execution_query(approval_id, self.agent_id, self.market)
+            # The approval and, for its re-check, the book: one statement, which also takes the lane's lock.
+            plans.append(await self.reader.plan(approval_id, self.agent_id))
+            return book_snapshot.snapshot_with_execution(plans[-1].query)
 
         async with self.lane.hold_reading(query) as (conn, row):
             found = orders.execution_from(row)
@@ -217,7 +221,7 @@ class ExecutionService:
                 unconfirmed = await self._unconfirmed(conn, approval, caller, consent, confirmation)
                 if unconfirmed is not None:
                     return unconfirmed
-                result = await self._first_execution(conn, approval, mode, caller)
+                result = await self._first_execution(conn, approval, mode, caller, (plans[-1], row))
             else:
                 result = await self._replay(conn, approval, order, mode, caller)
         if result.quote is None and result.position is not None:  # a replay: the re-check read no quote
@@ -257,30 +261,54 @@ class ExecutionService:
         return ExecutionResult(None, approval, None, False, refusal, confirmation_token=token)
 
     async def _judge(
-        self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+        self,
+        conn: Conn,
+        approval: ApprovalRecord,
+        mode: CycleMode | None,
+        caller: Caller,
+        read: tuple[Plan, Row] | None = None,
     ) -> tuple[Reading, str | None]:
-        """The re-checks of an approval against a fresh snapshot: the reading, and why it may not be sent (None:
-        send it). The quote it was approved at is reused while it is recent, so an order sized at a limit is
-        judged at the price it was sized at; the account comes from the views (``store/views.py``)."""
+        """The re-checks of an approval against a fresh snapshot (``read``: the one read with the approval on
+        this hold, else one read now): the reading, and why it may not be sent (None: send it). The quote it
+        was approved at is reused while it is recent, so an order sized at a limit is judged at the price it was
+        sized at; the account comes from the views (``store/views.py``)."""
         age = self.clock.now() - approval.created_at
-        reading = await self.reader.read(
-            conn,
-            approval.intent,
-            cycle_mode=mode,
-            exclude_approval=approval.approval_id,
-            approved_reference=approval.reference_price,
-            known_quote=approval.quote if timedelta(0) <= age < self.quote_reuse else None,
-        )
+        known_quote = approval.quote if timedelta(0) <= age < self.quote_reuse else None
+        if read is not None:
+            plan, row = read
+            reading = await self.reader.complete(
+                conn,
+                plan,
+                approval.intent,
+                book_snapshot.snapshot_of(row, approval.intent.symbol),
+                cycle_mode=mode,
+                approved_reference=approval.reference_price,
+                known_quote=known_quote,
+            )
+        else:
+            reading = await self.reader.read(
+                conn,
+                approval.intent,
+                cycle_mode=mode,
+                exclude_approval=approval.approval_id,
+                approved_reference=approval.reference_price,
+                known_quote=known_quote,
+            )
         if reading.book.state is TradingState.HALTED and reading.book.working_entries:
             await self.halting.cancel_entries(conn, caller, TOOL)
         failed = recheck(reading.snapshot, self.limits)
         return reading, ("; ".join(c.message for c in failed) if failed else None)
 
     async def _first_execution(
-        self, conn: Conn, approval: ApprovalRecord, mode: CycleMode | None, caller: Caller
+        self,
+        conn: Conn,
+        approval: ApprovalRecord,
+        mode: CycleMode | None,
+        caller: Caller,
+        read: tuple[Plan, Row],
     ) -> ExecutionResult:
         args = _args(approval)
-        reading, refusal = await self._judge(conn, approval, mode, caller)
+        reading, refusal = await self._judge(conn, approval, mode, caller, read)
         if refusal is not None:
             async with transaction(conn):
                 await audit(conn, caller, TOOL, args, f"refused: {refusal}", approval.cycle_id)

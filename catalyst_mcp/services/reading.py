@@ -88,7 +88,7 @@ class _Hints:
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
     """A read's times, what to ask the broker alongside the book, and the book's statement."""
 
     wall: datetime
@@ -124,7 +124,7 @@ class SnapshotReader:
         """Everything the rules need. ``conn`` is the lane's: the book part is one consistent statement, and it
         brings the account and the quote as the broker last said them while they are recent and still true
         (``store/views.py``); only what it cannot answer is asked of the broker, and kept for the next reads."""
-        plan = await self._plan(intent, exclude_approval, known_quote, agent_id)
+        plan = await self._plan(intent.symbol, exclude_approval, agent_id, known_quote=known_quote, asking=True)
         broker = self.broker
 
         async def read_book() -> BookSnapshot:
@@ -163,21 +163,50 @@ class SnapshotReader:
             async with lane.hold() as conn:
                 yield conn, await self.read(conn, intent, cycle_mode=cycle_mode, agent_id=agent_id)
             return
-        planned: list[_Plan] = []
+        planned: list[Plan] = []
 
         async def query() -> tuple[str, tuple[object, ...]]:
-            planned.append(await self._plan(intent, None, None, agent_id))
+            planned.append(await self._plan(intent.symbol, None, agent_id))
             return planned[-1].query
 
         async with lane.hold_reading(query) as (conn, row):
-            plan = planned[-1]
             book = book_snapshot.snapshot_of(row, intent.symbol)
-            is_open = await self.broker.is_market_open()
-            yield conn, await self._complete(conn, plan, intent, book, is_open, None, None, cycle_mode, None, None)
+            yield conn, await self.complete(conn, planned[-1], intent, book, cycle_mode=cycle_mode)
+
+    async def plan(self, exclude_approval: UUID, agent_id: str) -> Plan:
+        """The read of an approval's re-check, to be made by the statement that also reads the approval
+        (``book_snapshot.snapshot_with_execution``): the approval's symbol is found by the statement, and the
+        broker is asked afterwards for what the views cannot answer (``complete``)."""
+        return await self._plan(None, exclude_approval, agent_id)
+
+    async def complete(
+        self,
+        conn: Conn,
+        plan: Plan,
+        intent: OrderIntent,
+        book: BookSnapshot,
+        *,
+        cycle_mode: CycleMode | None,
+        approved_reference: Decimal | None = None,
+        known_quote: Quote | None = None,
+    ) -> Reading:
+        """The reading from a book read by ``plan``'s statement (nothing was asked of the broker alongside it)."""
+        is_open = await self.broker.is_market_open()
+        return await self._complete(
+            conn, plan, intent, book, is_open, None, None, cycle_mode, known_quote, approved_reference
+        )
 
     async def _plan(
-        self, intent: OrderIntent, exclude_approval: UUID | None, known_quote: Quote | None, agent_id: str | None
-    ) -> _Plan:
+        self,
+        symbol: str | None,
+        exclude_approval: UUID | None,
+        agent_id: str | None,
+        *,
+        known_quote: Quote | None = None,
+        asking: bool = False,
+    ) -> Plan:
+        """The read's times and statement; with ``asking``, what to ask the broker alongside the book (the
+        views that probably expired). ``symbol`` None: the approval ``exclude_approval``'s."""
         profile, hints = self.profile, self.hints
         wall = self.clock.now()
         market_now = await self.broker.now()
@@ -192,15 +221,16 @@ class SnapshotReader:
             recent_since=wall - self.duplicate_window,
             exclude_approval=exclude_approval,
             agent_id=agent_id,
-            symbol=intent.symbol,
+            symbol=symbol,
             account_since=wall - account_reuse if account_reuse > timedelta(0) else None,
             quote_since=wall - quote_reuse if quote_reuse > timedelta(0) else None,
         )
-        return _Plan(
+        quote_read = hints.quotes_read.get(symbol) if symbol is not None else None
+        return Plan(
             wall,
             market_now,
-            hints.expired(hints.account_read, wall, account_reuse),
-            known_quote is None and hints.expired(hints.quotes_read.get(intent.symbol), wall, quote_reuse),
+            asking and hints.expired(hints.account_read, wall, account_reuse),
+            asking and known_quote is None and hints.expired(quote_read, wall, quote_reuse),
             exclude_approval is not None,
             query,
         )
@@ -208,7 +238,7 @@ class SnapshotReader:
     async def _complete(
         self,
         conn: Conn,
-        plan: _Plan,
+        plan: Plan,
         intent: OrderIntent,
         book: BookSnapshot,
         is_open: bool,

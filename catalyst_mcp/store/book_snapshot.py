@@ -19,6 +19,7 @@ from catalyst_mcp.domain.enums import CycleMode, Market, PositionSide, Side, Tra
 from catalyst_mcp.domain.models import Account, Position, Quote
 from catalyst_mcp.domain.records import ActiveCycle
 from catalyst_mcp.risk.snapshot import OpenOrder, RecentOrder, Reservation
+from catalyst_mcp.store import orders
 from catalyst_mcp.store.book import position_from_row
 from catalyst_mcp.store.db import Conn
 
@@ -61,7 +62,8 @@ SELECT
      WHERE v.market = $1 AND v.read_at BETWEEN $9 AND $2) AS account_view,
     (SELECT ROW(q.bid, q.ask, q.last, q.bid_size, q.ask_size, q.quoted_at, q.read_at) FROM quote_views q
      JOIN book_versions b ON b.market = q.market AND b.epoch = q.epoch
-     WHERE q.market = $1 AND q.symbol = $8 AND q.read_at BETWEEN $10 AND $2) AS quote_view
+     WHERE q.market = $1 AND q.read_at BETWEEN $10 AND $2
+       AND q.symbol = COALESCE($8, (SELECT d.symbol FROM risk_decisions d WHERE d.approval_id = $5))) AS quote_view
 """
 
 
@@ -104,8 +106,9 @@ def snapshot_query(
     orders are listed one by one (the duplicate window); the last minute and the day are counts. Outstanding
     approvals come grouped by symbol and side. ``exclude_approval``: the approval being executed (its own
     reservation and its own order, when a replay resumes one, are not counted against it). The account and
-    ``symbol``'s quote as the broker last said them come along while they were read since ``account_since``
-    and ``quote_since`` and are still true (``store/views.py``); None otherwise."""
+    ``symbol``'s quote (the approval's, when ``symbol`` is None) as the broker last said them come along while
+    they were read since ``account_since`` and ``quote_since`` and are still true (``store/views.py``); None
+    otherwise."""
     args = (
         market.value,
         now,
@@ -119,6 +122,14 @@ def snapshot_query(
         quote_since,
     )
     return _SNAPSHOT, args
+
+
+def snapshot_with_execution(query: tuple[str, tuple[object, ...]]) -> tuple[str, tuple[object, ...]]:
+    """``query`` (``snapshot_query`` of an approval's re-check: ``exclude_approval`` the approval, ``agent_id``
+    the executing agent) with the approval, the order made of it and its cycle alongside, in the same statement:
+    its row is read by ``snapshot_of`` and by ``orders.execution_from`` (whose agent's cycle is the snapshot's)."""
+    sql, args = query
+    return f"SELECT s.*, x.* FROM ({sql}) AS s LEFT JOIN ({orders.execution_sql('$5')}) AS x ON TRUE", args
 
 
 def snapshot_of(row: asyncpg.Record, symbol: str | None) -> BookSnapshot:

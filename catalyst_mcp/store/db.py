@@ -24,6 +24,7 @@ _GONE: Final = (
 )
 
 Conn = asyncpg.Connection | PoolConnectionProxy
+Row = asyncpg.Record  # a row as a store module's query returned it, for that module to read
 
 
 class GuardedPool(asyncpg.Pool):

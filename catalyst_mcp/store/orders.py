@@ -323,30 +323,29 @@ class Execution:
     agent_cycle: ActiveCycle | None
 
 
-_EXECUTION: Final = """
-SELECT d.*, o AS placed,
-       (SELECT ROW(c.mode, c.status) FROM cycles c WHERE c.cycle_id = d.cycle_id) AS owner,
-       (SELECT ROW(a.cycle_id, a.mode, a.updated_at) FROM cycles a
-        WHERE a.agent_id = $2 AND a.market = $3 AND a.status = 'active') AS agent_cycle
+def execution_sql(approval: str) -> str:
+    """The SELECT of the approval whose id is the SQL expression ``approval``, the order made of it and its
+    cycle (the columns ``execution_from`` reads, but the agent's active cycle)."""
+    return f"""SELECT d.*, o AS placed,
+       (SELECT ROW(c.mode, c.status) FROM cycles c WHERE c.cycle_id = d.cycle_id) AS owner
 FROM risk_decisions d LEFT JOIN orders o ON o.approval_id = d.approval_id
-WHERE d.approval_id = $1"""
+WHERE d.approval_id = {approval}"""
 
 
-def execution_query(approval_id: UUID, agent_id: str, market: Market) -> tuple[str, tuple[object, ...]]:
-    """The one statement that reads an approval, the order made of it, its cycle and the agent's active cycle,
-    and its parameters (``Lane.hold_reading`` can take the lane's lock with it; ``execution_from`` reads its
-    row)."""
-    return _EXECUTION, (approval_id, agent_id, market.value)
+_EXECUTION: Final = f"""
+SELECT x.*, (SELECT ROW(a.cycle_id, a.mode, a.updated_at) FROM cycles a
+             WHERE a.agent_id = $2 AND a.market = $3 AND a.status = 'active') AS agent_cycle
+FROM ({execution_sql("$1")}) AS x"""
 
 
 async def execution_of(conn: Conn, approval_id: UUID, agent_id: str, market: Market) -> Execution:
     """An approval, the order made of it, its cycle and the agent's active cycle, in one query."""
-    sql, args = execution_query(approval_id, agent_id, market)
-    return execution_from(await conn.fetchrow(sql, *args))
+    return execution_from(await conn.fetchrow(_EXECUTION, approval_id, agent_id, market.value))
 
 
 def execution_from(row: asyncpg.Record | None) -> Execution:
-    """The row of ``execution_query`` (None, or its columns all null, when there is no such approval)."""
+    """The row of ``execution_of``'s query or of ``book_snapshot.snapshot_with_execution`` (None, or its
+    approval's columns null, when there is no such approval)."""
     if row is None or row["approval_id"] is None:
         return Execution(None, None, None, None)
     owner, active = row["owner"], row["agent_cycle"]

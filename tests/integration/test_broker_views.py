@@ -133,6 +133,21 @@ async def test_checks_in_a_stream_ask_the_broker_for_nothing_but_the_submit(
         assert desk.requests() == {QUOTES: 1}
 
 
+async def test_an_approval_older_than_its_quote_executes_on_the_quote_kept_since_for_its_symbol(
+    database_url: str, clock: FixedClock
+) -> None:
+    """execute_trade's statement finds the approval's symbol itself (ADR 0013): the quote another check of that
+    symbol kept since is the one it uses."""
+    async with desks(database_url, clock) as [desk]:
+        first = await desk.check()
+        clock.advance(timedelta(milliseconds=1500))  # the approval's own quote is older than quote_reuse (1 s)
+        await desk.check()  # reads the quote again, and keeps it
+        desk.requests()
+        done = await desk.call("execute_trade", approval_id=first["approval_id"])
+        assert done["status"] == "filled", done
+        assert desk.requests() == {ORDERS: 1}  # no quote asked: the kept one answered
+
+
 async def test_a_fill_carries_the_account_to_what_the_broker_then_says(database_url: str, clock: FixedClock) -> None:
     async with desks(database_url, clock) as [desk]:
         await desk.buy("AAPL", "3")
