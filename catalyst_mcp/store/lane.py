@@ -115,11 +115,12 @@ class Lane:
         """Take the market's lock on ``conn`` (and make ``query``'s read under it, when given). Uncontended, the
         lock is granted at once; otherwise it is waited for, for at most the lane's wait time."""
         key = (LANE_NAMESPACE, _MARKET_KEYS[self.market])
+        first = None if query is None else await query()  # made before anything is sent: no lock to doubt yet
         try:
-            if query is None:
+            if first is None:
                 got, current, row = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *key), True, None
             else:
-                sql, args = await query()
+                sql, args = first
                 row = await conn.fetchrow(_trying(sql, len(args)), *args, *key)
                 assert row is not None
                 got, current = row["lane_got"], row["lane_current"]
