@@ -1,7 +1,8 @@
 """The risk snapshot, read while the execution lane is held: the book in one statement on the lane's
 connection, with the account and the symbol's quote as the broker last said them while they are recent and
 still true (``store/views.py``, ADR 0012); the broker is asked only for what they cannot answer, at the check
-and at execution alike."""
+and at execution alike. That statement usually takes the lane's lock itself (``Lane.hold_reading``, ADR 0013):
+``holding`` for a check, ``plan`` and ``complete`` for an execution, whose statement also reads the approval."""
 
 from __future__ import annotations
 
