@@ -7,6 +7,8 @@ and nothing else: no rules, no reservations, no audit rows of their own, no posi
 - ``floor_execute``: hold the lane reading the snapshot, commit the intent durably before anything is sent,
   send the order through the broker adapter, commit the answer durably.
 
+Each call's audit row is written by its last durable statement, as check_risk's is by its decision.
+
 ``bench/peer.sh`` runs it through the peer harness next to ``check_risk`` + ``execute_trade``, so that the
 order_ratio target can be read against the least any implementation of this design costs on the same run.
 Settings come from the environment, as for ``catalyst-mcp serve``.
@@ -17,6 +19,7 @@ Settings come from the environment, as for ``catalyst-mcp serve``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 
 import anyio
@@ -31,10 +34,16 @@ from catalyst_mcp.domain.models import OrderIntent
 from catalyst_mcp.server.app import build_server
 from catalyst_mcp.server.stdio import run_stdio
 from catalyst_mcp.server.toolkit import Serving
+from catalyst_mcp.services.audit import call_row_of
+from catalyst_mcp.store import audit
 from catalyst_mcp.store.book_snapshot import snapshot_query
+from catalyst_mcp.store.db import Conn
 
 TABLE = "CREATE TABLE IF NOT EXISTS bench_floor (at timestamptz, payload jsonb)"
 INSERT = "INSERT INTO bench_floor (at, payload) VALUES (now(), $1)"
+# The last durable row of a call also writes the call's audit row, as check_risk's decision does.
+INSERT_WITH_CALL = f"""WITH called AS ({audit.call_sql(2, when="$2 IS NOT NULL")})
+INSERT INTO bench_floor (at, payload) VALUES (now(), $1) RETURNING (SELECT audit_id FROM called)"""
 # About the size of an approval's row: the intent, the account and quote it was judged on, a check per rule.
 PAYLOAD = {"checks": [{"rule": f"rule_{n}", "passed": True, "limit": "1000", "actual": "10"} for n in range(23)]}
 
@@ -56,10 +65,20 @@ def with_floor(server: MCPServer[Serving], rt: Runtime) -> MCPServer[Serving]:
             rt.profile.market, now=now, day_start=now, trading_day=now.date(), recent_since=now, symbol=symbol
         )
 
+    async def last_row(conn: Conn, tool: str, payload: Mapping[str, object]) -> None:
+        """``payload``'s row, with the call's audit row when this task serves that call."""
+        call = call_row_of(tool)
+        params = audit.call_params(None, None) if call is None else audit.call_params(call.entry("ok"), 0)
+        written = await conn.fetchval(INSERT_WITH_CALL, payload, *params)
+        if call is not None:
+            call.written = written
+
     async def floor_check(symbol: str, side: Side, quantity: Decimal, stop_loss: Decimal) -> Approved:
-        """The least a check_risk does: a consistent read under the lane, a durable approval."""
+        """The least a check_risk does: a consistent read under the lane, a durable approval (and its call's
+        audit row)."""
         async with rt.lane.hold_reading(lambda: snapshot(symbol)) as (conn, _):
-            await conn.execute(INSERT, {**PAYLOAD, "intent": [symbol, side.value, str(quantity), str(stop_loss)]})
+            intent = [symbol, side.value, str(quantity), str(stop_loss)]
+            await last_row(conn, "floor_check", {**PAYLOAD, "intent": intent})
         return Approved(approval_id=str(uuid.uuid4()))
 
     async def floor_execute(approval_id: str) -> Sent:
@@ -69,7 +88,8 @@ def with_floor(server: MCPServer[Serving], rt: Runtime) -> MCPServer[Serving]:
         async with rt.lane.hold_reading(lambda: snapshot(intent.symbol)) as (conn, _):
             await conn.execute(INSERT, {"intent": approval_id})
             answer = await rt.broker.submit_order(intent, f"floor-{uuid.UUID(approval_id).hex}")
-            await conn.execute(INSERT, {"answer": answer.status.value, "filled": str(answer.filled_quantity)})
+            answered = {"answer": answer.status.value, "filled": str(answer.filled_quantity)}
+            await last_row(conn, "floor_execute", answered)
         return Sent(status=answer.status.value)
 
     server.add_tool(floor_check, annotations=writes, structured_output=True)

@@ -18,7 +18,7 @@ from mcp_types import CallToolResult, ListToolsResult, TextContent
 from catalyst_mcp.domain.errors import CatalystError
 from catalyst_mcp.domain.roles import EVERY_TOOL, Role, may_call
 from catalyst_mcp.ports import Grants
-from catalyst_mcp.services.audit import Caller
+from catalyst_mcp.services.audit import SERVING, AuditService, Caller, CallRow
 
 log = logging.getLogger(__name__)
 
@@ -106,45 +106,58 @@ class AuditCalls:
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method != "tools/call":
             return await call_next(ctx)
-        started = time.perf_counter()
+        serving = self._serving(ctx, time.perf_counter())
+        token = SERVING.set(None if serving is None else serving[1])
         try:
             result = await call_next(ctx)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._record_or_say(ctx, "error: the call did not finish", started)
+                await self._record_or_say(ctx, serving, "error: the call did not finish")
             raise
+        finally:
+            SERVING.reset(token)
         with anyio.CancelScope(shield=True):
-            await self._record_or_say(ctx, _outcome(result), started)
+            await self._record_or_say(ctx, serving, _outcome(result))
         # The answer stands even if its call row could not be written: what the call changed has its own effect
         # row, written with the change, and turning a done write into an error would invite a second one.
         return result
 
-    async def _record_or_say(self, ctx: ServerRequestContext[Any, Any], outcome: str, started: float) -> None:
-        """Write the call row; if the database cannot take it, say why in the log."""
+    async def _record_or_say(
+        self, ctx: ServerRequestContext[Any, Any], serving: tuple[AuditService, CallRow] | None, outcome: str
+    ) -> None:
+        """Write the call row (or correct the one its service wrote, when the call failed after all); if the
+        database cannot take it, say why in the log."""
+        if serving is None:  # the server is not running (no lifespan): nothing was done
+            return
+        audit, row = serving
         try:
-            await self._record(ctx, outcome, round((time.perf_counter() - started) * 1000))
+            if row.written is None:
+                await audit.record_call(row.caller, row.tool, row.arguments, outcome, row.cycle_id, row.duration_ms())
+            elif outcome != "ok":
+                await audit.correct_call(row.written, outcome, row.duration_ms())
         except CatalystError as exc:
             log.warning("the call row of %s could not be written: %s", (ctx.params or {}).get("name"), exc)
 
-    async def _record(self, ctx: ServerRequestContext[Any, Any], outcome: str, duration_ms: int) -> None:
+    def _serving(self, ctx: ServerRequestContext[Any, Any], started: float) -> tuple[AuditService, CallRow] | None:
+        """The audit service and the call row of this call; None when the server is not running."""
         serving = ctx.lifespan_context
         services = getattr(serving, "services", None)
         audit = getattr(services, "audit", None)
-        if audit is None:  # the server is not running (no lifespan): nothing was done
-            return
+        if not isinstance(audit, AuditService):
+            return None
         params = ctx.params or {}
         name = params.get("name")
         arguments = params.get("arguments")
         args = arguments if isinstance(arguments, dict) else {"arguments": repr(arguments)[:200]}
         cycle_id = args.get("cycle_id")
-        await audit.record_call(
+        row = CallRow(
             caller_of(ctx, getattr(serving, "default_role", self._default)),
             str(name)[:64] if name is not None else "?",
             args,
-            outcome,
             cycle_id if isinstance(cycle_id, str) and len(cycle_id) <= 64 else None,
-            duration_ms,
+            started,
         )
+        return audit, row
 
 
 def _outcome(result: HandlerResult) -> str:

@@ -14,7 +14,7 @@ from catalyst_mcp.domain.records import CycleRecord
 from catalyst_mcp.ports import Clock
 from catalyst_mcp.risk.engine import RiskDecision, evaluate
 from catalyst_mcp.risk.limits import RiskLimits
-from catalyst_mcp.services.audit import Caller
+from catalyst_mcp.services.audit import Caller, call_row_of
 from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.reading import SnapshotReader
 from catalyst_mcp.services.workflow import refuse_outside_own_cycle
@@ -92,7 +92,8 @@ class ApprovalService:
             expires_at = now + timedelta(seconds=limits.approval_ttl_seconds) if decision.approved else None
             outcome = f"approved {approval_id}" if approval_id else "refused: " + "; ".join(decision.reasons)
             loss = next((c.message for c in decision.checks if c.rule == "daily_loss" and not c.passed), None)
-            await approvals.record_decision(
+            call = call_row_of("check_risk")
+            written = await approvals.record_decision(
                 conn,
                 approval_id=approval_id,
                 cycle_id=cycle_id,
@@ -109,7 +110,10 @@ class ApprovalService:
                 account=snapshot.account,
                 quote=snapshot.quote,
                 audited=caller.entry("check_risk", intent_arguments(intent), outcome, cycle_id),
+                call=None if call is None else (call.entry("ok"), call.duration_ms()),
             )
+            if call is not None:  # the call's row was written with its decision
+                call.written = written
             halted = None
             if loss is not None:
                 if await self.halting.halt(conn, loss, "risk", caller, "check_risk"):

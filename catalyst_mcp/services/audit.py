@@ -5,6 +5,8 @@ carry a secret are redacted before anything is written."""
 from __future__ import annotations
 
 import re
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -42,6 +44,35 @@ async def audit(
     await audit_store.insert(conn, caller.entry(tool, arguments, outcome, cycle_id))
 
 
+@dataclass(slots=True)
+class CallRow:
+    """The call row of the tool call this task serves. A service whose durable statement ends the call's work
+    may write it there (``take``, then ``written``): one round trip fewer, and the row is committed with the
+    effect. The audit middleware writes it otherwise, and corrects it if the call failed after all."""
+
+    caller: Caller
+    tool: str
+    arguments: dict[str, Any]
+    cycle_id: str | None
+    started: float  # time.perf_counter() when the call arrived
+    written: int | None = None  # the row's audit_id, once written
+
+    def entry(self, outcome: str) -> AuditEntry:
+        return self.caller.entry(self.tool, self.arguments, outcome, self.cycle_id)
+
+    def duration_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+
+SERVING: ContextVar[CallRow | None] = ContextVar("catalyst_call_row", default=None)
+
+
+def call_row_of(tool: str) -> CallRow | None:
+    """The call row of the ``tool`` call this task serves, if it is not written yet."""
+    row = SERVING.get()
+    return row if row is not None and row.tool == tool and row.written is None else None
+
+
 @dataclass(frozen=True, slots=True)
 class AuditService:
     """The call rows, ``list_audit`` and the retention of the trail."""
@@ -60,6 +91,11 @@ class AuditService:
     ) -> None:
         async with self.db.connection() as conn:
             await audit_store.insert_call(conn, caller.entry(tool, arguments, outcome, cycle_id), duration_ms)
+
+    async def correct_call(self, audit_id: int, outcome: str, duration_ms: int) -> None:
+        """The call of a row written with its effect failed after all: its outcome and duration."""
+        async with self.db.connection() as conn:
+            await audit_store.correct_call(conn, audit_id, outcome, duration_ms)
 
     async def events(
         self, *, since: datetime | None, tool: str | None, subject: str | None, limit: int

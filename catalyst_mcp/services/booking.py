@@ -16,7 +16,7 @@ from catalyst_mcp.domain.fills import FillMove, move_of, new_fills
 from catalyst_mcp.domain.models import BrokerOrder, Fill, Position
 from catalyst_mcp.domain.records import OrderRecord
 from catalyst_mcp.ports import Clock
-from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.audit import Caller, CallRow, audit
 from catalyst_mcp.store import book, orders
 from catalyst_mcp.store.db import Conn, transaction
 from catalyst_mcp.store.orders import LegRow, Moving
@@ -55,11 +55,13 @@ class Booking:
         *,
         tool: str,
         held: Position | Unread | None = UNREAD,
+        call: CallRow | None = None,
     ) -> OrderRecord:
         """Record ``answer`` for ``order`` (as currently recorded); returns the order now. ``held``: the
         symbol's open position as the caller read it on this hold of the lane, when it has not moved since —
         then a first answer with at most one fill is booked in one statement (which checks that it is still so,
-        else it is booked the long way: one transaction that reads the position first)."""
+        else it is booked the long way: one transaction that reads the position first). ``call``: the row of
+        the tool call being served, written with the booking (its call's work ends here)."""
         now = self.clock.now()
         protect_with = order.role is OrderRole.ENTRY
         stop = order.stop_loss if protect_with else None
@@ -70,7 +72,7 @@ class Booking:
             if len(fresh) == 0 or (move is not None and not move.turns):
                 at = fresh[0].at if fresh else now
                 moving = Moving(held, move or FillMove(), stop, target, at)
-                booked = await self._record(conn, order, answer, fresh, caller, tool, now, moving)
+                booked = await self._record(conn, order, answer, fresh, caller, tool, now, moving, call)
                 if booked is not None:
                     return booked
         async with transaction(conn):
@@ -78,7 +80,7 @@ class Booking:
             fresh = new_fills(answer, order.filled_quantity, order.avg_fill_price, known, now)
             for fill in fresh:
                 await book.apply_fill(conn, self.market, fill, stop, target)
-            booked = await self._record(conn, order, answer, fresh, caller, tool, now, None)
+            booked = await self._record(conn, order, answer, fresh, caller, tool, now, None, call)
             assert booked is not None
             return booked
 
@@ -92,6 +94,7 @@ class Booking:
         tool: str,
         now: datetime,
         moving: Moving | None,
+        call: CallRow | None,
     ) -> OrderRecord | None:
         booked = sum((f.quantity for f in fresh), Decimal(0))
         filled = order.filled_quantity + booked
@@ -103,7 +106,7 @@ class Booking:
         legs = [_leg_row(leg) for leg in answer.legs if leg.leg_kind is not None]
         changed = booked > 0 or status is not order.status or order.broker_order_id is None
         outcome = f"order {order.client_order_id} {status.value}, filled {plain(booked)}"
-        return await orders.record_answer(
+        recorded = await orders.record_answer(
             conn,
             order,
             fills=fresh,
@@ -123,7 +126,14 @@ class Booking:
             ),
             at=now,
             moving=moving,
+            call=None if call is None else (call.entry("ok"), call.duration_ms()),
         )
+        if recorded is None:
+            return None
+        booked_order, written = recorded
+        if call is not None and written is not None:
+            call.written = written
+        return booked_order
 
     async def record_unsent(
         self,

@@ -34,7 +34,7 @@ from catalyst_mcp.domain.records import ApprovalRecord, OrderRecord
 from catalyst_mcp.ports import Broker, Clock, MarketData
 from catalyst_mcp.risk.engine import recheck
 from catalyst_mcp.risk.limits import RiskLimits
-from catalyst_mcp.services.audit import Caller, audit
+from catalyst_mcp.services.audit import Caller, audit, call_row_of
 from catalyst_mcp.services.booking import UNREAD, Booking
 from catalyst_mcp.services.halting import Halting
 from catalyst_mcp.services.protection import Levels, Protection
@@ -410,8 +410,11 @@ class ExecutionService:
                 ) from None
         if answer is not None:
             # An entry moves the position the snapshot read on this hold: nothing has moved it since.
-            held = reading.book.positions.get(order.symbol) if order.role is OrderRole.ENTRY else UNREAD
-            order = await self.booking.record_answer(conn, order, answer, caller, tool=TOOL, held=held)
+            entry = order.role is OrderRole.ENTRY
+            held = reading.book.positions.get(order.symbol) if entry else UNREAD
+            # An entry's call ends with its booking (nothing is re-protected after it): its row is written there.
+            call = call_row_of(TOOL) if entry else None
+            order = await self.booking.record_answer(conn, order, answer, caller, tool=TOOL, held=held, call=call)
         if levels.any:
             await self.protection.reprotect(conn, order.symbol, levels, caller, tool=TOOL)
         return await self._result(conn, approval, order, replayed=replayed, quote=quote)

@@ -38,10 +38,12 @@ async def record_decision(
     account: Account,
     quote: Quote | None,
     audited: AuditEntry,
-) -> None:
+    call: tuple[AuditEntry, int] | None = None,
+) -> int | None:
     """The decision and its audit row in one statement (one transaction), committed durably: the client is
-    told "approved" only once the approval would survive a crash of the database."""
-    await conn.execute(
+    told "approved" only once the approval would survive a crash of the database. ``call``: the row of the tool
+    call being served and its duration so far, written too; returns its ``audit_id`` (None without it)."""
+    written = await conn.fetchval(
         f"""WITH decision AS (
                INSERT INTO risk_decisions (approval_id, cycle_id, market, symbol, side, quantity, order_type,
                    limit_price, stop_loss, take_profit, approved, checks, limits_version, created_at, expires_at,
@@ -49,8 +51,9 @@ async def record_decision(
                    account_last_equity, account_currency, quote_bid, quote_ask, quote_last, quote_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
                        $21, $22, $23, $29, $30, $31, $32)),
-           audited AS ({audit.insert_sql(24, 2, identity=33)})
-           SELECT 1""",
+           audited AS ({audit.insert_sql(24, 2, identity=33)}),
+           called AS ({audit.call_sql(35, when="$35 IS NOT NULL")})
+           SELECT audit_id FROM called""",
         approval_id,
         cycle_id,
         market.value,
@@ -80,7 +83,9 @@ async def record_decision(
         None if quote is None else quote.last,
         None if quote is None else quote.at,
         *audit.identity_params(audited),
+        *audit.call_params(*(call or (None, None))),
     )
+    return None if written is None else int(written)
 
 
 def approval_of(row: asyncpg.Record) -> ApprovalRecord:

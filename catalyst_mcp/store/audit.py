@@ -66,6 +66,34 @@ async def insert_many(conn: Conn, entry: AuditEntry, outcomes: Sequence[str]) ->
         )
 
 
+def call_sql(first: int, *, when: str) -> str:
+    """An INSERT of one call row whose caller, role, tool, arguments, outcome, cycle, subject, client version and
+    duration are parameters ``$first`` to ``$first+8`` (``call_params``), only when the SQL condition ``when``
+    holds; it returns its ``audit_id``."""
+    types = ("text", "text", "text", "jsonb", "text", "text", "text", "text", "integer")
+    values = ", ".join(f"${first + n}::{kind}" for n, kind in enumerate(types))
+    return f"""INSERT INTO audit_events (caller, role, tool, arguments, outcome, cycle_id, subject, client_version,
+                                      duration_ms, kind)
+               SELECT {values}, 'call' WHERE {when} RETURNING audit_id"""
+
+
+def call_params(entry: AuditEntry | None, duration_ms: int | None) -> tuple[object, ...]:
+    """The parameters of ``call_sql`` (all null without an entry)."""
+    if entry is None:
+        return (None,) * 9
+    return (*params(entry), storable(entry.cycle_id), *identity_params(entry), duration_ms)
+
+
+async def correct_call(conn: Conn, audit_id: int, outcome: str, duration_ms: int) -> None:
+    """Set the outcome and duration of a call row written before its call ended (the call failed after)."""
+    await conn.execute(
+        "UPDATE audit_events SET outcome = $2, duration_ms = $3 WHERE audit_id = $1 AND kind = 'call'",
+        audit_id,
+        storable(outcome),
+        duration_ms,
+    )
+
+
 async def insert_call(conn: Conn, entry: AuditEntry, duration_ms: int) -> None:
     """The row of one tool call, reads included, committed without waiting for the WAL flush (a call row lost
     in a crash loses no effect: every effect has its own row, written with it)."""

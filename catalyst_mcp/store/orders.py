@@ -202,13 +202,16 @@ async def record_answer(
     audited: AuditEntry,
     at: datetime,
     moving: Moving | None = None,
-) -> OrderRecord | None:
+    call: tuple[AuditEntry, int] | None = None,
+) -> tuple[OrderRecord, int | None] | None:
     """What the broker said of ``order``, in one statement: its new fills, its status and figures, the legs it
     was sent with (each once), and — when something changed or a leg was new — the book's version bumped, the
     account view carried to it (a buy's cost taken off: ``store/views.py``) and the audit row. Without
     ``moving`` the caller moves the book by the fills, in the same transaction. With it the statement also moves
     the position by its one fill, and does anything at all only while the symbol's open position is still the
-    one it was computed from: None when it was not (nothing was written; book it the long way)."""
+    one it was computed from: None when it was not (nothing was written; book it the long way). ``call``: the
+    row of the tool call being served and its duration so far, written too. Returns the order and that row's
+    ``audit_id`` (None without it)."""
     row = await conn.fetchrow(
         f"""WITH ok AS (SELECT NOT $33::boolean OR {book.held_sql(34, market="$15", symbol="$2")} AS yes),
            filled AS (
@@ -238,8 +241,9 @@ async def record_answer(
            news AS (SELECT (SELECT yes FROM ok) AND ($25::boolean OR EXISTS (SELECT FROM legs WHERE inserted)) AS yes),
            bumped AS ({book.bump_sql("$15", when="(SELECT yes FROM news)")}),
            carried AS ({views.carry_sql("$15", _NEW_FILLS, when="(SELECT yes FROM news)")}),
-           audited AS ({audit.insert_sql(26, 14, identity=31, when="(SELECT yes FROM news)")})
-           SELECT * FROM updated""",
+           audited AS ({audit.insert_sql(26, 14, identity=31, when="(SELECT yes FROM news)")}),
+           called AS ({audit.call_sql(48, when="(SELECT yes FROM ok) AND $48::text IS NOT NULL")})
+           SELECT u.*, (SELECT audit_id FROM called) AS lane_call_row FROM updated u""",
         order.order_id,
         order.symbol,
         [f.fill_id for f in fills],
@@ -274,11 +278,12 @@ async def record_answer(
             if moving is None
             else book.move_params(moving.move, moving.stop_loss, moving.take_profit, moving.at)
         ),
+        *audit.call_params(*(call or (None, None))),
     )
     if row is None:
         assert moving is not None
         return None
-    return _order(row)
+    return _order(row), row["lane_call_row"]
 
 
 async def update_order(

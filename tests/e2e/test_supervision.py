@@ -11,12 +11,15 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 from catalyst_mcp.bootstrap import Runtime
 from catalyst_mcp.config import Settings
 from catalyst_mcp.domain.roles import TOOLS_OF, Role
 from catalyst_mcp.server.app import SPECS, build_server
 from catalyst_mcp.server.toolkit import Serving
+from catalyst_mcp.services.audit import call_row_of
+from catalyst_mcp.store import audit as audit_store
 from tests.e2e.conftest import Book, Tools
 
 pytestmark = pytest.mark.anyio
@@ -259,3 +262,56 @@ async def test_a_tool_added_by_embedding_code_is_listed_and_callable_alike_for_e
         assert not (await client.call_tool("embedded_extra", {})).is_error
         outside = sorted(REGISTERED - TOOLS_OF[role])[0]
         assert (await client.call_tool(outside, {})).is_error
+
+
+# --- a call row written with the call's effect ----------------------------------------------------------------
+
+
+async def test_check_risk_and_an_entrys_execute_trade_write_their_call_row_with_their_effect(
+    as_role: Open, book: Book
+) -> None:
+    """The decision and the entry's booking each commit their call's row in their own transaction: one row per
+    call, "ok", with a duration."""
+    async with as_role(Role.TRADER) as trader:
+        quote = await trader.ok("get_quote", {"symbol": "KO"})
+        stop = str(round(float(quote["bid"]) * 0.95, 2))
+        decision = await trader.ok("check_risk", {**_buy("KO"), "quantity": "3", "stop_loss": stop})
+        assert decision["approved"], decision["reasons"]
+        done = await trader.ok("execute_trade", {"approval_id": decision["approval_id"]})
+        assert done["status"] == "filled", done
+    # The effect rows of the decision and of the booking, and the transaction of each call row.
+    rows = await book.rows(
+        """SELECT c.tool, c.outcome, c.duration_ms, e.outcome AS effect
+           FROM audit_events c LEFT JOIN audit_events e
+             ON e.kind = 'effect' AND e.tool = c.tool AND e.xmin::text = c.xmin::text
+           WHERE c.kind = 'call' AND c.tool IN ('check_risk', 'execute_trade') ORDER BY c.audit_id"""
+    )
+    coid = done["client_order_id"]
+    assert [(r["tool"], r["outcome"], r["effect"]) for r in rows] == [
+        ("check_risk", "ok", f"approved {decision['approval_id']}"),
+        ("execute_trade", "ok", f"order {coid} filled, filled 3, 1 protective legs"),  # its stop
+    ]
+    assert all(r["duration_ms"] is not None and r["duration_ms"] >= 0 for r in rows)
+
+
+async def test_a_call_that_fails_after_its_row_was_written_with_its_effect_is_recorded_as_failed(
+    settings: Settings, runtime: Runtime, book: Book
+) -> None:
+    async def failing_after_its_effect() -> str:
+        """A tool whose durable write took its call's row, and which then fails."""
+        call = call_row_of("failing_after_its_effect")
+        assert call is not None
+        async with runtime.pool.acquire() as conn:
+            call.written = await conn.fetchval(
+                f"WITH called AS ({audit_store.call_sql(1, when='TRUE')}) SELECT audit_id FROM called",
+                *audit_store.call_params(call.entry("ok"), 0),
+            )
+        raise ToolError("it broke after writing")
+
+    server = build_server(settings, runtime=runtime)
+    server.add_tool(failing_after_its_effect)
+    async with Client(server) as client:
+        assert (await client.call_tool("failing_after_its_effect", {})).is_error
+    rows = await book.rows("SELECT outcome FROM audit_events WHERE kind = 'call' AND tool = 'failing_after_its_effect'")
+    [outcome] = [r["outcome"] for r in rows]  # one row: the one written with the effect, corrected
+    assert outcome.startswith("error: ") and outcome.endswith("it broke after writing")
