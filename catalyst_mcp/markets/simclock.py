@@ -7,16 +7,22 @@ from datetime import datetime, timedelta
 from catalyst_mcp.markets.profiles import MarketProfile
 
 ANCHOR_OFFSET = timedelta(minutes=5)
+# The trading day a new simulation has ahead of it at least: begun later than this before the close, it would
+# refuse every entry in the last minutes (the entry cutoff) and then roll into another day.
+ANCHOR_ROOM = timedelta(hours=1)
 
 
 def session_anchor(profile: MarketProfile, wall: datetime) -> datetime:
     """The simulated time at which a simulation started at `wall` begins.
 
-    `wall` itself when the market is open; otherwise five minutes after the open of the most recent past
-    session, so a run at night, at the weekend or on a holiday still trades inside a real session.
+    `wall` itself when the market is open with at least `ANCHOR_ROOM` of its trading day left; otherwise five
+    minutes after the open of the latest session begun at or before `wall`, so a run at night, at the weekend,
+    on a holiday or in a session's last hour still trades with a trading day ahead of it.
     """
     if profile.is_open(wall):
-        return wall
+        bounds = profile.session_bounds(wall.astimezone(profile.timezone).date())
+        if bounds is not None and wall + ANCHOR_ROOM <= bounds[1]:
+            return wall
     return profile.latest_session_start(wall) + ANCHOR_OFFSET
 
 

@@ -70,9 +70,13 @@ async def call_until_killed(url: str, tool: str, args: dict[str, Any], out: dict
 
 async def approval_for(database_url: str, symbol: str = "AAPL", quantity: int = 5) -> tuple[Server, str]:
     server = await start_server(database_url)
-    async with Client(server.url) as client:
-        approval_id = await approve_buy(client, symbol, quantity)
-    assert approval_id is not None, "the buy was refused"
+    try:
+        async with Client(server.url) as client:
+            approval_id = await approve_buy(client, symbol, quantity)
+        assert approval_id is not None, "the buy was refused"
+    except BaseException:
+        shutdown(server)  # a failed test leaves no server running behind it
+        raise
     return server, approval_id
 
 

@@ -29,6 +29,7 @@ from catalyst_mcp.markets import (
     session_anchor,
     sim_now,
 )
+from catalyst_mcp.markets.simclock import ANCHOR_ROOM
 
 NY = ZoneInfo("America/New_York")
 HKT = ZoneInfo("Asia/Hong_Kong")
@@ -295,14 +296,28 @@ def test_session_anchor_during_the_hk_lunch_break_is_just_after_that_mornings_op
     assert session_anchor(HK_PROFILE, hk(2026, 11, 25, 12, 30)) == hk(2026, 11, 25, 9, 35)
 
 
+def test_session_anchor_in_a_sessions_last_hour_is_just_after_that_days_open() -> None:
+    """A simulation begun minutes before the close would refuse every entry (the entry cutoff) and then roll
+    into another day: it starts that morning instead, with the trading day ahead of it."""
+    assert session_anchor(US_PROFILE, ny(2026, 12, 3, 15, 56)) == ny(2026, 12, 3, 9, 35)
+    assert session_anchor(US_PROFILE, ny(2026, 12, 3, 15, 0, 1)) == ny(2026, 12, 3, 9, 35)
+    assert session_anchor(US_PROFILE, ny(2026, 12, 3, 15, 0)) == ny(2026, 12, 3, 15, 0)
+    assert session_anchor(US_PROFILE, ny(2026, 11, 27, 12, 30)) == ny(2026, 11, 27, 9, 35)  # closes at 13:00
+    assert session_anchor(HK_PROFILE, hk(2026, 11, 25, 15, 30)) == hk(2026, 11, 25, 9, 35)
+    assert session_anchor(HK_PROFILE, hk(2026, 11, 25, 11, 55)) == hk(2026, 11, 25, 11, 55)
+
+
 @given(
     market=st.sampled_from([Market.US, Market.HK]),
     wall=st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2048, 1, 1), timezones=st.just(UTC)),
 )
 def test_session_anchor_is_always_inside_a_session_and_never_in_the_future(market: Market, wall: datetime) -> None:
-    anchor = session_anchor(PROFILES[market], wall)
-    assert PROFILES[market].is_open(anchor)
+    profile = PROFILES[market]
+    anchor = session_anchor(profile, wall)
+    assert profile.is_open(anchor)
     assert anchor <= wall
+    bounds = profile.session_bounds(anchor.astimezone(profile.timezone).date())
+    assert bounds is not None and anchor + ANCHOR_ROOM <= bounds[1]
 
 
 def test_sim_now_advances_with_wall_time_inside_a_session() -> None:
